@@ -1,0 +1,180 @@
+"""Soak test (not in CI): sustained load with random replica kills, then a count of every answer.
+
+    .venv/bin/python bench/soak.py --duration 300 --rate 0.5 --fault-every 30
+
+Without --address it starts its own private Ray cluster and `serve run` of serve_config.yaml as the
+tests change it (two LM replicas, a queue of 4 running + 8 waiting searches, short stage
+timeouts), and stays a Ray driver so it can kill replicas. With --address it loads a running
+service and kills replicas of the Ray cluster at --ray-address (default: auto).
+
+Requests go out open loop at --rate per second (a mix of best-of-N and beam searches, some
+allowing partial verifiers), each with a server timeout of --request-timeout seconds and no
+client deadline. Every --fault-every seconds one replica of a random stage is killed (ray.kill,
+Serve restarts it). At the end it waits for the requests in flight (request timeout + --grace)
+and prints: requests sent, answered OK, failed by status, and lost. A lost request is one with no
+answer at all by then (a hang); the service's contract is that there are none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from serve_support import free_port, start_serve_run, stop_serve_run, test_config, wait_until_up  # noqa: E402
+
+from llasa_client import SynthesisOptions, TTSClient, TTSError  # noqa: E402
+
+VICTIMS = ("LMSampler", "CodecDecoder", "Verifier-asr", "Verifier-speaker")
+TEXTS = ["The quick brown fox jumps over the lazy dog.", "Soak tests find what unit tests miss.",
+         "Every request must end.", "A replica died; the search went on.", "Short one."]
+
+
+def request_mix(rng: random.Random, timeout: float) -> SynthesisOptions:
+    common = dict(seed=rng.randrange(1 << 30), timeout_seconds=timeout, step_tokens=10,
+                  max_speech_tokens=rng.choice([20, 40, 60]), allow_partial_verifiers=rng.random() < 0.5)
+    if rng.random() < 0.5:
+        return SynthesisOptions(strategy="best_of_n", n=2, outcome_verifiers={"asr": 1.0, "speaker": 1.0}, **common)
+    return SynthesisOptions(strategy="beam", n=4, beam_width=2, process_verifiers={"speaker": 1.0},
+                            outcome_verifiers={"asr": 1.0}, **common) if rng.random() < 0.5 else \
+        SynthesisOptions(strategy="beam", n=2, beam_width=2, process_verifiers={"speaker": 1.0}, **common)
+
+
+def kill_random_replica(rng: random.Random, victims: tuple[str, ...]) -> str:
+    import ray
+
+    deployment = rng.choice(victims)
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if f"#{deployment}#" in a["name"]]
+    if not replicas:
+        return f"{deployment}: no live replica"
+    actor = rng.choice(replicas)
+    try:
+        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+    except ValueError:
+        return f"{deployment}: already gone"
+    return f"{deployment} replica {actor['name'].rsplit('#', 1)[-1]}"
+
+
+def soak(address: str, args) -> dict:
+    rng = random.Random(args.seed)
+    client = TTSClient(address, api_key=args.api_key)
+    pool = concurrent.futures.ThreadPoolExecutor(args.max_in_flight)
+    futures: list[concurrent.futures.Future] = []
+    faults: list[str] = []
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def one(i: int, options: SynthesisOptions) -> str:
+        started = time.monotonic()
+        try:
+            response = client.synthesize(TEXTS[i % len(TEXTS)], options)
+        except TTSError as err:
+            return err.code.name
+        with lock:
+            latencies.append(time.monotonic() - started)
+        return "OK" + ("(partial verifiers)" if response.verifiers_failed else "")
+
+    started = time.monotonic()
+    next_fault = started + args.fault_every if args.fault_every > 0 else float("inf")
+    next_report = started + 30
+    sent = 0
+    while (now := time.monotonic()) < started + args.duration:
+        due = started + sent / args.rate
+        if now >= due:
+            futures.append(pool.submit(one, sent, request_mix(rng, args.request_timeout)))
+            sent += 1
+        if now >= next_fault:
+            faults.append(f"{now - started:6.1f} s  killed {kill_random_replica(rng, tuple(args.victims))}")
+            print(faults[-1], flush=True)
+            next_fault += args.fault_every
+        if now >= next_report:
+            done = sum(f.done() for f in futures)
+            print(f"{now - started:6.1f} s  sent {sent}, answered {done}, in flight {sent - done}", flush=True)
+            next_report += 30
+        time.sleep(min(0.05, max(0.0, min(due, next_fault) - time.monotonic())))
+    concurrent.futures.wait(futures, timeout=args.request_timeout + args.grace)
+    outcome = collections.Counter(f.result() for f in futures if f.done())
+    lost = sum(not f.done() for f in futures)
+    for f in futures:
+        f.cancel()
+    pool.shutdown(wait=False, cancel_futures=True)
+    client.close()
+    return {"sent": sent, "outcome": outcome, "lost": lost, "faults": faults, "latencies": latencies,
+            "seconds": time.monotonic() - started}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=300, help="seconds of load")
+    parser.add_argument("--rate", type=float, default=0.5, help="requests per second (open loop)")
+    parser.add_argument("--fault-every", type=float, default=30, help="seconds between replica kills (0: none)")
+    parser.add_argument("--victims", nargs="+", default=list(VICTIMS), help="deployments whose replicas may die")
+    parser.add_argument("--request-timeout", type=float, default=60, help="each request's timeout_seconds")
+    parser.add_argument("--grace", type=float, default=30, help="extra wait for answers after the load")
+    parser.add_argument("--max-in-flight", type=int, default=256, help="client threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--address", help="a running service (else start one on a private cluster)")
+    parser.add_argument("--ray-address", default="auto", help="with --address: the cluster to inject faults into")
+    parser.add_argument("--api-key", help="for a service that requires one (default: $LLASA_API_KEY)")
+    args = parser.parse_args()
+
+    import ray
+
+    process = None
+    if args.address:
+        ray.init(address=args.ray_address, namespace="serve", log_to_driver=False)
+        address = args.address
+    else:
+        work = Path(tempfile.mkdtemp(prefix="soak-"))
+        grpc_port, http_port = free_port(), free_port()
+        config = test_config(yaml.safe_load((ROOT / "serve_config.yaml").read_text()), grpc_port, http_port)
+        (work / "serve_config.yaml").write_text(yaml.safe_dump(config))
+        os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(4 << 20))
+        context = ray.init(num_cpus=4, include_dashboard=False, namespace="serve", log_to_driver=False,
+                           configure_logging=False)
+        process = start_serve_run(work / "serve_config.yaml", work / "serve.log",
+                                  {**os.environ, "RAY_ADDRESS": context.address_info["gcs_address"]})
+        address = f"127.0.0.1:{grpc_port}"
+        print(f"service log: {work / 'serve.log'}", flush=True)
+    try:
+        wait_until_up(address, process)
+        result = soak(address, args)
+    finally:
+        if process is not None:
+            from ray import serve
+
+            stop_serve_run(process)
+            serve.shutdown()
+        ray.shutdown()
+
+    outcome, latencies = result["outcome"], result["latencies"]
+    answered = sum(outcome.values())
+    print(f"\nsoak: {args.duration:.0f} s at {args.rate} req/s, a replica of {', '.join(args.victims)} killed every "
+          f"{args.fault_every:g} s ({len(result['faults'])} kills), {os.cpu_count()} CPU cores")
+    print(f"  requests sent        {result['sent']}")
+    print(f"  answered             {answered}")
+    for status, count in sorted(outcome.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"    {status:26s} {count}")
+    print(f"  lost (no answer)     {result['lost']}")
+    if latencies:
+        q = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else latencies * 19
+        print(f"  OK latency s         median {statistics.median(latencies):.2f}, p95 {q[18]:.2f}, "
+              f"max {max(latencies):.2f}")
+    return 0 if result["lost"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""`deployments.app:build_app`, the application serve_config.yaml names (no `from __future__ import
+annotations`: Serve reads the builder's annotation to parse `args` into LlasaAppArgs).
+
+The graph: TTSIngress (gRPC) -> SearchOrchestrator -> LMSampler, CodecDecoder and one
+VerifierScorer deployment per configured verifier, named `Verifier-<name>`. serve_config.yaml's
+`deployments:` section scales each of them on its own by these names.
+"""
+
+
+from ray.serve import Application
+
+from .config import LlasaAppArgs
+from .ingress import TTSIngress
+from .orchestrator import SearchOrchestrator
+from .stages import CodecDecoder, LMSampler, VerifierScorer
+
+
+def verifier_deployment_name(verifier: str) -> str:
+    return f"Verifier-{verifier}"
+
+
+def build_app(args: LlasaAppArgs) -> Application:
+    lm = LMSampler.bind(args.lm, args.tiny_cache_dir, args.torch_threads)
+    codec = CodecDecoder.bind(args.codec, args.tiny_cache_dir, args.torch_threads)
+    verifiers = {
+        v.name: VerifierScorer.options(name=verifier_deployment_name(v.name)).bind(v, args.verifier_batch,
+                                                                                   args.torch_threads)
+        for v in args.verifiers
+    }
+    orchestrator = SearchOrchestrator.bind(lm, codec, verifiers, args.lm, args.tiny_cache_dir, args.resilience)
+    return TTSIngress.bind(orchestrator, args)

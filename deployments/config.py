@@ -1,0 +1,175 @@
+"""Typed application arguments: what serve_config.yaml's `args:` may say.
+
+Per-deployment scaling (num_replicas, autoscaling_config, ray_actor_options, max_ongoing_requests,
+max_queued_requests) is Ray Serve's own `deployments:` section of the same file; these args say
+which models to load, how stages batch, and what a request may ask for.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from llasa_core.search.config import Aggregation, Strategy
+from verifiers.registry import DEFAULT_VERIFIERS, VerifierConfig, validate_configs
+
+TINY_RANDOM = "tiny-random"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BatchArgs(_Args):
+    """@serve.batch settings of a stage that batches across callers."""
+
+    max_batch_size: int = Field(16, ge=1)
+    batch_wait_timeout_s: float = Field(0.005, ge=0)
+
+
+EMBEDDED_LM, EMBEDDED_CODEC = "models/llasa-demo/lm", "models/llasa-demo/codec"
+
+
+class LMArgs(_Args):
+    model: str = Field(EMBEDDED_LM, description='hub id, local path (the default is the embedded demo model), or '
+                                                '"tiny-random" (built on first use; speaks noise)')
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    max_sessions: int = Field(32, ge=1, description="KV caches of live searches kept per replica")
+    session_idle_seconds: float = Field(300, gt=0, description="a KV cache unused this long is dropped (its "
+                                                               "release was lost, e.g. the replica set changed)")
+
+
+class CodecArgs(_Args):
+    model: str = Field(EMBEDDED_CODEC, description='X-codec2 in transformers format (hub id or path), a folder with '
+                                                   'llasa_codec.json (the embedded demo codec), or "tiny-random"')
+    device: str = "cpu"
+    batch: BatchArgs = BatchArgs()
+
+
+class Limits(_Args):
+    """What one request may ask for; a request over a limit gets INVALID_ARGUMENT with a message
+    that names the limit. DescribeServer reports every one of them."""
+
+    max_text_chars: int = Field(1000, ge=1)
+    max_n: int = Field(16, ge=1)
+    max_beam_width: int = Field(16, ge=1)
+    max_speech_tokens: int = Field(1500, ge=1, description="generated speech tokens per candidate (50 = 1 s)")
+    max_steps: int = Field(500, ge=1, description="search steps, ceil(max_speech_tokens / step_tokens); prm_steps too")
+    max_search_tokens: int = Field(24_000, ge=1,
+                                   description="n * max_speech_tokens: speech tokens one search may generate")
+    max_total_tokens: int = Field(2048, ge=2, description="prompt + generated, the model's context")
+    max_verifiers: int = Field(4, ge=1, description="distinct verifiers one request may name")
+    max_reference_seconds: float = Field(20.0, gt=0)
+    # The gRPC proxy refuses any message over 4 MiB itself (RESOURCE_EXHAUSTED, grpc's default).
+    max_reference_bytes: int = Field(3_500_000, ge=1, description="size of the reference voice file")
+    min_sample_rate: int = Field(8_000, ge=1, description="of the reference voice file")
+    max_sample_rate: int = Field(48_000, ge=1)
+    max_timeout_seconds: float = Field(600.0, gt=0, description="the largest timeout_seconds a request may ask for")
+
+
+class AuthArgs(_Args):
+    """Optional API keys. With either source set, every RPC (DescribeServer too) needs
+    `x-api-key: <key>` or `authorization: Bearer <key>` metadata, else UNAUTHENTICATED.
+    Keys are read when the ingress starts, compared in constant time and never logged."""
+
+    api_keys_env: str | None = Field(
+        None, description="environment variable of the ingress replicas: keys, comma-separated")
+    api_keys_file: str | None = Field(
+        None, description="file with one key per line (# comments); relative to the repo root")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_keys_env or self.api_keys_file)
+
+
+class ResilienceArgs(_Args):
+    """How the orchestrator treats stage failures. Codec decoding and verifier scoring are pure
+    functions of their inputs, so a call that hits a dead replica or times out is repeated; an LM
+    step is not (its KV cache died with the replica), so a lost LM replica fails the request with
+    UNAVAILABLE and the client retries."""
+
+    stage_retries: int = Field(2, ge=0, description="repeats of a codec or verifier call after a replica failure")
+    retry_backoff_s: float = Field(0.25, ge=0, description="first pause before a repeat; doubles each time")
+    stage_timeout_s: float = Field(60.0, gt=0, description="one codec or verifier call, queueing included")
+
+
+class Defaults(_Args):
+    """What a request that leaves a field unset gets."""
+
+    strategy: Strategy = "best_of_n"
+    n: int = Field(1, ge=1)
+    beam_width: int = Field(1, ge=1)
+    step_tokens: int = Field(50, ge=1)
+    prm_steps: int = Field(2, ge=1)
+    aggregation: Aggregation = "last"
+    max_speech_tokens: int = Field(500, ge=1)
+    temperature: float = 0.8
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    # Used when a request names no verifier at all (weights: renormalised over those that apply).
+    process_verifiers: dict[str, float] = Field(default_factory=lambda: {"asr": 1.0, "speaker": 1.0})
+    outcome_verifiers: dict[str, float] = Field(default_factory=lambda: {"asr": 1.0})
+    timeout_seconds: float = Field(120.0, gt=0)
+
+
+class LlasaAppArgs(_Args):
+    lm: LMArgs = LMArgs()
+    codec: CodecArgs = CodecArgs()
+    verifiers: list[VerifierConfig] = Field(default_factory=lambda: list(DEFAULT_VERIFIERS))
+    verifier_batch: BatchArgs = BatchArgs()
+    limits: Limits = Limits()
+    defaults: Defaults = Defaults()
+    auth: AuthArgs = AuthArgs()
+    resilience: ResilienceArgs = ResilienceArgs()
+    torch_threads: int = Field(1, ge=1, description="torch CPU threads per replica")
+    tiny_cache_dir: str = Field(".cache/tiny", description="where tiny-random checkpoints live; relative to the repo root")
+
+    @model_validator(mode="after")
+    def _check(self) -> "LlasaAppArgs":
+        validate_configs(self.verifiers)
+        names = {v.name for v in self.verifiers}
+        for role in ("process_verifiers", "outcome_verifiers"):
+            unknown = sorted(set(getattr(self.defaults, role)) - names)
+            if unknown:
+                raise ValueError(f"defaults.{role} names {unknown}, which are not configured verifiers {sorted(names)}")
+        if self.defaults.max_speech_tokens > self.limits.max_speech_tokens:
+            raise ValueError("defaults.max_speech_tokens is over limits.max_speech_tokens")
+        if self.defaults.timeout_seconds > self.limits.max_timeout_seconds:
+            raise ValueError("defaults.timeout_seconds is over limits.max_timeout_seconds")
+        if self.limits.min_sample_rate > self.limits.max_sample_rate:
+            raise ValueError("limits.min_sample_rate is over limits.max_sample_rate")
+        d, limits = self.defaults, self.limits
+        if d.n > limits.max_n or d.beam_width > limits.max_beam_width:
+            raise ValueError("defaults.n / defaults.beam_width are over limits.max_n / limits.max_beam_width")
+        if len(set(d.process_verifiers) | set(d.outcome_verifiers)) > limits.max_verifiers:
+            raise ValueError("the default verifiers are more than limits.max_verifiers")
+        return self
+
+
+def resolve_model(model: str, kind: Literal["llasa", "xcodec2"], cache_dir: str) -> str:
+    """A loadable path or hub id (relative paths inside the repo resolve from its root); "tiny-random" builds the tiny checkpoint once, atomically,
+    since several replicas may start at the same moment."""
+    if model != TINY_RANDOM:
+        in_repo = PROJECT_ROOT / model  # e.g. models/llasa-demo/lm, whatever a replica's cwd
+        return str(in_repo) if not os.path.isabs(model) and in_repo.exists() else model
+    from llasa_core.tiny_checkpoints import make_tiny_llasa, make_tiny_xcodec2
+
+    root = Path(cache_dir) if os.path.isabs(cache_dir) else PROJECT_ROOT / cache_dir
+    final = root / kind
+    if not final.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        scratch = root / f".{kind}.{uuid.uuid4().hex}"
+        (make_tiny_llasa if kind == "llasa" else make_tiny_xcodec2)(scratch)
+        try:
+            os.rename(scratch, final)
+        except OSError:  # another replica finished first; same seed, same checkpoint
+            shutil.rmtree(scratch, ignore_errors=True)
+    return str(final)

@@ -1,0 +1,215 @@
+"""The search orchestrator: `llasa_core.search.run_search`, unchanged, over deployment handles.
+
+It loads only the tokenizer and the checkpoint's text front end (to build prompts); the models live in the stage deployments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Sequence
+
+import numpy as np
+from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
+from ray.serve.handle import DeploymentHandle
+
+from llasa_core.prompt import PromptBuilder
+from llasa_core.search import SearchConfig, SearchResult, Stages, StepEvent, run_search
+from llasa_core.stages import GenerateRequest, GenerateResult, ScoreContext, VerifierScore
+
+from . import request_context
+from .config import LMArgs, ResilienceArgs, resolve_model
+
+logger = logging.getLogger("ray.serve")
+
+# A replica that died (or a deployment without a live replica) answers with these; a call that hit
+# one was not done, or was done by a replica that is gone, and a pure call may simply be repeated.
+REPLICA_FAILURES = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
+
+
+class RequestError(ValueError):
+    """A request the server cannot serve as sent; the message says what to change."""
+
+
+class StageUnavailableError(RuntimeError):
+    """A stage kept failing (dead replicas, timeouts) through every retry; the client may retry."""
+
+
+async def call_idempotent(stage: str, call, policy: ResilienceArgs):
+    """`await call()` (one handle call of a pure stage method), repeated with backoff when the
+    replica dies or the call runs past `policy.stage_timeout_s`; never hangs, never repeats an
+    application error. Raises StageUnavailableError when every attempt failed."""
+    delay = policy.retry_backoff_s
+    for attempt in range(policy.stage_retries + 1):
+        try:
+            async with asyncio.timeout(policy.stage_timeout_s):
+                return await call()
+        except TimeoutError:
+            error = f"no answer within stage_timeout_s = {policy.stage_timeout_s:g} s"
+        except REPLICA_FAILURES as err:
+            error = f"{type(err).__name__}: {_first_line(err)}"
+        except RayTaskError as err:
+            if not isinstance(err.cause, REPLICA_FAILURES):
+                raise
+            error = f"{type(err.cause).__name__}: {_first_line(err.cause)}"
+        if attempt == policy.stage_retries:
+            break
+        counter = request_context.stage_retries.get()
+        if counter is not None:
+            counter[0] += 1
+        logger.warning("%s call failed (%s); repeating it (%d of %d)", stage, error, attempt + 1, policy.stage_retries)
+        await asyncio.sleep(delay)
+        delay *= 2
+    raise StageUnavailableError(f"{stage} failed {policy.stage_retries + 1} times, last: {error}")
+
+
+def _first_line(error: BaseException) -> str:
+    text = (getattr(error, "message", None) or str(error)).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+@dataclass(frozen=True)
+class SynthesisJob:
+    """A validated request, in plain Python: what the ingress hands the orchestrator."""
+
+    text: str
+    config: SearchConfig
+    language: str = "en"
+    reference_audio: np.ndarray | None = None
+    reference_text: str | None = None
+
+
+@dataclass
+class SynthesisOutcome:
+    result: SearchResult  # audio kept on the chosen candidate only
+    prompt_tokens: int
+    reference_encode_seconds: float
+    search_seconds: float
+
+
+class ServeLM:
+    """The LM stage over a handle: every call of a session carries its id, so the
+    consistent-hash router sends it to the replica that holds the session's KV cache.
+
+    Not retried: a step continues a KV cache that lives only in one replica, so when that
+    replica dies the step cannot be repeated elsewhere and the request ends with UNAVAILABLE
+    (the client retries; with a seed the retry gives the same answer). The request's own
+    timeout bounds every LM call."""
+
+    def __init__(self, handle: DeploymentHandle):
+        self.handle = handle
+        self._releases: set[asyncio.Task] = set()
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        return await self.handle.options(session_id=request.session_id).generate.remote(request)
+
+    async def release(self, session_id: str) -> None:
+        """Release the session even when the request was cancelled: the call runs in a task of its
+        own, outside the request's context (Serve cancels every child call of a cancelled request,
+        this one included), and is shielded from the caller's cancellation."""
+        task = asyncio.get_running_loop().create_task(self._release(session_id), context=contextvars.Context())
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+        await asyncio.shield(task)
+
+    async def _release(self, session_id: str) -> None:
+        """Best effort and bounded: a session of a dead replica died with it."""
+        try:
+            async with asyncio.timeout(10):
+                await self.handle.options(session_id=session_id).release.remote(session_id)
+        except Exception as err:  # noqa: BLE001
+            logger.warning("releasing an LM session failed (%s: %s)", type(err).__name__, _first_line(err))
+
+
+class ServeCodec:
+    """Decoding is a pure function of the codes: repeated on replica failure or timeout."""
+
+    def __init__(self, handle: DeploymentHandle, policy: ResilienceArgs):
+        self.handle = handle
+        self.policy = policy
+
+    async def decode(self, codes: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        return await call_idempotent("CodecDecoder", lambda: self.handle.decode.remote(codes), self.policy)
+
+
+class ServeVerifier:
+    """Scoring is a pure function of its inputs: repeated on replica failure or timeout."""
+
+    def __init__(self, name: str, handle: DeploymentHandle, policy: ResilienceArgs):
+        self.name = name
+        self.handle = handle
+        self.policy = policy
+
+    async def score(self, waveforms, contexts) -> list[VerifierScore]:
+        return await call_idempotent(f"verifier {self.name!r}", lambda: self.handle.score.remote(waveforms, contexts),
+                                     self.policy)
+
+
+@serve.deployment(name="SearchOrchestrator", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=8)
+class SearchOrchestrator:
+    def __init__(
+        self, lm: DeploymentHandle, codec: DeploymentHandle, verifiers: dict[str, DeploymentHandle],
+        lm_args: LMArgs, tiny_cache_dir: str, resilience: ResilienceArgs = ResilienceArgs(),
+    ):
+        self.prompt_builder = PromptBuilder.from_pretrained(resolve_model(lm_args.model, "llasa", tiny_cache_dir))
+        self.codec = codec
+        self.policy = resilience
+        self.stages = Stages(lm=ServeLM(lm), codec=ServeCodec(codec, resilience),
+                             verifiers={name: ServeVerifier(name, h, resilience) for name, h in verifiers.items()})
+        self._layout_known = False
+
+    async def synthesize(self, job: SynthesisJob) -> SynthesisOutcome:
+        return await self._run(job, on_step=None)
+
+    async def synthesize_stream(self, job: SynthesisJob) -> AsyncIterator[StepEvent | SynthesisOutcome]:
+        """StepEvents as the search makes them, then the SynthesisOutcome."""
+        events: asyncio.Queue = asyncio.Queue()
+        task = asyncio.create_task(self._run(job, on_step=events.put_nowait))
+        task.add_done_callback(lambda _: events.put_nowait(None))
+        try:
+            while (event := await events.get()) is not None:
+                yield event
+            yield task.result()
+        finally:
+            task.cancel()  # the client went away: stop the search (it releases its LM session)
+
+    async def _run(self, job: SynthesisJob, on_step) -> SynthesisOutcome:
+        retries = [0]
+        request_context.stage_retries.set(retries)  # this task's context: seen by every stage call of this request
+        if not self._layout_known:
+            rate, hop = await call_idempotent("CodecDecoder", lambda: self.codec.layout.remote(), self.policy)
+            self.stages.sample_rate, self.stages.samples_per_token = rate, hop
+            self._layout_known = True
+        started = time.perf_counter()
+        reference_codes: list[int] = []
+        if job.reference_audio is not None:
+            reference_codes = await call_idempotent(
+                "CodecDecoder", lambda: self.codec.encode.remote(job.reference_audio), self.policy)
+        encoded = time.perf_counter()
+        try:
+            prompt_ids = self.prompt_builder(job.text, job.reference_text, reference_codes)
+        except ValueError as err:
+            raise RequestError(str(err)) from err
+        if len(prompt_ids) >= job.config.max_total_tokens:
+            raise RequestError(
+                f"the prompt has {len(prompt_ids)} tokens, at or over the server's max_total_tokens "
+                f"{job.config.max_total_tokens}: shorten the text or the reference voice"
+            )
+        context = ScoreContext(text=job.text, language=job.language, reference_audio=job.reference_audio,
+                               reference_text=job.reference_text)
+        result = await run_search(job.config, self.stages, prompt_ids, context, reference_codes, on_step)
+        result.account.stage_retries = retries[0]
+        for candidate in result.candidates:
+            if candidate is not result.chosen:
+                candidate.audio = None  # only the chosen audio travels back
+        return SynthesisOutcome(
+            result=result,
+            prompt_tokens=len(prompt_ids),
+            reference_encode_seconds=encoded - started,
+            search_seconds=time.perf_counter() - encoded,
+        )

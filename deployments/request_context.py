@@ -1,0 +1,9 @@
+"""Per-request state shared by the tasks of one search (a ContextVar cannot be pickled with a
+deployment class, so it lives in this module and is reached through it)."""
+
+from __future__ import annotations
+
+import contextvars
+
+# Stage calls repeated for the current request: a one-element list shared by its tasks.
+stage_retries: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("llasa_stage_retries", default=None)

@@ -1,0 +1,155 @@
+"""One deployment per stage, each a thin wrapper around the plain class in llasa_core/verifiers.
+
+The blocking model call of each replica runs in a worker thread, one at a time (the adapters of
+`llasa_core.engine`), so the replica's event loop keeps accepting and batching requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from ray import serve
+from ray.serve.config import RequestRouterConfig
+
+from llasa_core.engine import LocalCodec, LocalLM, LocalVerifier
+from llasa_core.stages import GenerateRequest, GenerateResult, ScoreContext, VerifierScore
+from verifiers.registry import VerifierConfig, build_verifier
+
+from .config import BatchArgs, CodecArgs, LMArgs, resolve_model
+
+# A search's steps must reach the replica that holds its KV cache: the orchestrator tags every
+# call with the search's session id, and the consistent-hash router maps a session id to one
+# replica. No fallback replica: a step sent elsewhere would find no cache.
+SESSION_AFFINITY = RequestRouterConfig(
+    request_router_class="ray.serve.experimental.consistent_hash_router.ConsistentHashRouter",
+    request_router_kwargs={"num_fallback_replicas": 0},
+)
+
+
+@serve.deployment(
+    name="LMSampler",
+    ray_actor_options={"num_cpus": 0.25},
+    max_ongoing_requests=16,
+    request_router_config=SESSION_AFFINITY,
+)
+class LMSampler:
+    """Samples speech tokens for search sessions and keeps each session's KV cache."""
+
+    def __init__(self, args: LMArgs, tiny_cache_dir: str, torch_threads: int):
+        from llasa_core.lm import TransformersLM
+
+        torch.set_num_threads(torch_threads)
+        self.model = TransformersLM(resolve_model(args.model, "llasa", tiny_cache_dir), args.device, args.dtype,
+                                    args.max_sessions, args.session_idle_seconds)
+        self.lm = LocalLM(self.model)
+        self.calls = self.items = 0
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        self.calls += 1
+        self.items += request.num_candidates
+        try:
+            return await self.lm.generate(request)
+        except asyncio.CancelledError:
+            # The caller gave up (client deadline, disconnect, request timeout): forget the
+            # session now, so the worker thread stops at its next token instead of finishing.
+            self.model.release(request.session_id)
+            raise
+
+    async def release(self, session_id: str) -> None:
+        self.model.release(session_id)  # a dict pop: no need to wait for the model lock
+
+    def counters(self) -> dict:
+        """Work done by this replica since it started: a cheap probe for tests and operators."""
+        return _counters(calls=self.calls, items=self.items, tokens=self.model.tokens_computed,
+                         sessions=self.model.live_sessions, sessions_expired=self.model.sessions_expired)
+
+
+@serve.deployment(name="CodecDecoder", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
+class CodecDecoder:
+    """X-codec2 decode, batched across concurrent searches; encode for reference voices."""
+
+    def __init__(self, args: CodecArgs, tiny_cache_dir: str, torch_threads: int):
+        from llasa_core.codec import load_codec
+
+        torch.set_num_threads(torch_threads)
+        codec = load_codec(resolve_model(args.model, "xcodec2", tiny_cache_dir), args.device)
+        self.codec = LocalCodec(codec)
+        self.samples_per_token = codec.samples_per_token
+        _configure_batch(self._decode_batched, args.batch)
+        self.calls = self.items = self.tokens = 0
+
+    async def decode(self, codes: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        return await self._decode_batched(list(codes))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _decode_batched(self, calls: list[list[Sequence[int]]]) -> list[list[np.ndarray]]:
+        flat = [codes for call in calls for codes in call]
+        self.calls += 1
+        self.items += len(flat)
+        self.tokens += sum(len(c) for c in flat)
+        waves = await self.codec.decode(flat)
+        return _split(waves, calls)
+
+    def counters(self) -> dict:
+        return _counters(calls=self.calls, items=self.items, tokens=self.tokens)
+
+    async def encode(self, audio: np.ndarray) -> list[int]:
+        return await self.codec._call(self.codec.codec.encode, audio)
+
+    def layout(self) -> tuple[int, int]:
+        """(sample_rate, samples_per_token) the search needs to account audio seconds."""
+        return self.codec.codec.sample_rate, self.samples_per_token
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
+class VerifierScorer:
+    """One configured verifier (instantiated once per verifier, each its own deployment),
+    scoring the candidates of concurrent searches as one batch."""
+
+    def __init__(self, config: VerifierConfig, batch: BatchArgs, torch_threads: int):
+        torch.set_num_threads(torch_threads)
+        self.verifier = LocalVerifier(build_verifier(config))
+        _configure_batch(self._score_batched, batch)
+        self.calls = self.items = 0
+        self.audio_samples = 0
+
+    async def score(self, waveforms: Sequence[np.ndarray], contexts: Sequence[ScoreContext]) -> list[VerifierScore]:
+        return await self._score_batched((list(waveforms), list(contexts)))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _score_batched(self, calls: list[tuple[list, list]]) -> list[list[VerifierScore]]:
+        waves = [w for call_waves, _ in calls for w in call_waves]
+        contexts = [c for _, call_contexts in calls for c in call_contexts]
+        self.calls += 1
+        self.items += len(waves)
+        self.audio_samples += sum(len(w) for w in waves)
+        scores = await self.verifier.score(waves, contexts)
+        return _split(scores, [call_waves for call_waves, _ in calls])
+
+    def counters(self) -> dict:
+        return _counters(calls=self.calls, items=self.items, tokens=self.audio_samples)
+
+
+def _counters(**values) -> dict:
+    """Counters of one replica: `calls` (model invocations, one per batch), `items` (candidates),
+    `tokens` (LM: positions computed; codec: codes decoded; verifier: audio samples scored)."""
+    context = serve.get_replica_context()
+    return {"replica": context.replica_id.unique_id, "deployment": context.deployment, "pid": os.getpid(), **values}
+
+
+def _configure_batch(batched_method, batch: BatchArgs) -> None:
+    batched_method.set_max_batch_size(batch.max_batch_size)
+    batched_method.set_batch_wait_timeout_s(batch.batch_wait_timeout_s)
+
+
+def _split(flat: list, calls: list[list]) -> list[list]:
+    """Cut one batched answer back into one list per caller."""
+    out, start = [], 0
+    for call in calls:
+        out.append(flat[start : start + len(call)])
+        start += len(call)
+    return out

@@ -1,0 +1,1 @@
+"""`llasa-bench`: compute against quality, load against latency, replicas per stage."""

@@ -1,0 +1,121 @@
+"""`llasa-tts`: call the Llasa TTS service from a shell.
+
+  llasa-tts synthesize "Hello" -o hello.wav --strategy beam -n 8 --beam-width 2
+  llasa-tts describe
+
+`synthesize` uses the streaming call, shows a line per search step on stderr, writes the audio
+and a JSON report (scores of every kept candidate, compute account, timings) next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from google.protobuf.json_format import MessageToDict
+
+from .client import (AGGREGATIONS, API_KEY_ENV, DEFAULT_ADDRESS, FORMATS, STRATEGIES, SynthesisOptions, TTSClient,
+                     TTSError)
+
+
+def _weights(specs: list[str]) -> dict[str, float]:
+    """["asr=1", "speaker"] -> {"asr": 1.0, "speaker": 1.0}"""
+    out = {}
+    for spec in specs:
+        name, _, weight = spec.partition("=")
+        out[name] = float(weight) if weight else 1.0
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llasa-tts", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--address", default=DEFAULT_ADDRESS, help="host:port of the gRPC proxy")
+    parser.add_argument("--api-key", help=f"API key for a server that requires one (default: ${API_KEY_ENV})")
+    parser.add_argument("--tls", action="store_true", help="speak TLS (a TLS sidecar in front of the proxy)")
+    parser.add_argument("--ca-cert", help="PEM file of the CA that signed the server's certificate (implies --tls)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("describe", help="print the server's models, verifiers, limits and defaults as JSON")
+    s = commands.add_parser("synthesize", help="synthesise speech and write a WAV and a JSON report")
+    s.add_argument("text")
+    s.add_argument("-o", "--output", default="out.wav", help="audio file to write")
+    s.add_argument("--report", help="JSON report path (default: the output with .json)")
+    s.add_argument("--strategy", choices=sorted(STRATEGIES))
+    s.add_argument("-n", type=int, help="candidates alive at once (the budget)")
+    s.add_argument("--beam-width", type=int, help="children per kept candidate")
+    s.add_argument("--step-tokens", type=int, help="speech tokens per search step (50 = 1 s)")
+    s.add_argument("--prm-steps", type=int)
+    s.add_argument("--aggregation", choices=sorted(AGGREGATIONS))
+    s.add_argument("--process-verifier", action="append", default=[], metavar="NAME[=WEIGHT]")
+    s.add_argument("--outcome-verifier", action="append", default=[], metavar="NAME[=WEIGHT]")
+    s.add_argument("--max-speech-tokens", type=int, help="cap on generated speech tokens (50 = 1 s)")
+    s.add_argument("--temperature", type=float)
+    s.add_argument("--top-p", type=float)
+    s.add_argument("--top-k", type=int)
+    s.add_argument("--repetition-penalty", type=float)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--reference", help="reference voice file (WAV/FLAC/OGG) to clone")
+    s.add_argument("--reference-text", help="what the reference voice says")
+    s.add_argument("--language", default="en")
+    s.add_argument("--format", choices=sorted(FORMATS), default="wav")
+    s.add_argument("--timeout", type=float, help="server-side timeout in seconds")
+    s.add_argument("--allow-partial-verifiers", action="store_true",
+                   help="if a verifier stays down, go on with the others (the report says which scored)")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def _options(args) -> SynthesisOptions:
+    return SynthesisOptions(
+        strategy=args.strategy, n=args.n, beam_width=args.beam_width, step_tokens=args.step_tokens,
+        prm_steps=args.prm_steps, aggregation=args.aggregation,
+        process_verifiers=_weights(args.process_verifier), outcome_verifiers=_weights(args.outcome_verifier),
+        max_speech_tokens=args.max_speech_tokens, temperature=args.temperature, top_p=args.top_p,
+        top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed,
+        reference_audio=args.reference, reference_text=args.reference_text, language=args.language,
+        output_format=args.format, timeout_seconds=args.timeout, allow_partial_verifiers=args.allow_partial_verifiers,
+    )
+
+
+def _show_progress(progress) -> None:
+    best = f"{progress.best_score:.3f}" if progress.HasField("best_score") else "-"
+    print(f"step {progress.step}: {progress.live} live, {progress.finished} finished, best score {best}, "
+          f"{progress.lm_generated_tokens} tokens, {progress.elapsed_seconds:.1f} s", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        with TTSClient(args.address, api_key=args.api_key, tls=args.tls, root_certificates=args.ca_cert) as client:
+            if args.command == "describe":
+                print(json.dumps(MessageToDict(client.describe()), indent=2))
+                return 0
+            response = client.synthesize_with_progress(
+                args.text, _options(args), on_progress=None if args.quiet else _show_progress)
+    except TTSError as err:
+        print(f"llasa-tts: {err}", file=sys.stderr)
+        return 1
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(response.audio)
+    report = MessageToDict(response, always_print_fields_with_no_presence=True)
+    report.pop("audio")
+    report_path = Path(args.report) if args.report else output.with_suffix(".json")
+    report_path.write_text(json.dumps(report, indent=2))
+    account = response.account
+    print(json.dumps({
+        "output": str(output), "report": str(report_path), "audio_seconds": round(response.audio_seconds, 3),
+        "strategy": response.strategy, "chosen": response.chosen.id, "final_score": response.chosen.final_score
+        if response.chosen.HasField("final_score") else None, "candidates": len(response.candidates),
+        "lm_prefill_tokens": account.lm_prefill_tokens, "lm_generated_tokens": account.lm_generated_tokens,
+        "total_seconds": round(response.timings.total_seconds, 3),
+        "verifiers_used": list(response.verifiers_used),
+        "verifiers_failed": {f.verifier: f.reason for f in response.verifiers_failed},
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

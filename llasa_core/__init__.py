@@ -1,0 +1,1 @@
+"""Llasa text-to-speech with inference-time search: model, codec, prompt format and search."""

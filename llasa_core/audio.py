@@ -1,0 +1,92 @@
+"""Audio I/O for the whole project: everything inside is 16 kHz mono float32 in [-1, 1].
+
+soundfile reads and writes, scipy resamples (polyphase, exact for rational ratios); torchaudio
+has no CPU build that matches the pinned torch.
+"""
+
+from __future__ import annotations
+
+import io
+from math import gcd
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+SAMPLE_RATE = 16_000
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used; the message says what is wrong and what to send instead."""
+
+
+def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Downmix to mono and resample to 16 kHz float32."""
+    if sample_rate <= 0:
+        raise AudioError(f"sample rate must be positive, got {sample_rate}")
+    audio = np.asarray(samples, dtype=np.float32)
+    if audio.ndim == 2:  # soundfile layout: (frames, channels)
+        audio = audio.mean(axis=1)
+    if audio.ndim != 1:
+        raise AudioError(f"expected mono or (frames, channels) audio, got shape {audio.shape}")
+    if sample_rate != SAMPLE_RATE:
+        g = gcd(sample_rate, SAMPLE_RATE)
+        audio = resample_poly(audio, SAMPLE_RATE // g, sample_rate // g).astype(np.float32)
+    return audio
+
+
+# Decoded samples (frames x channels) read_audio takes at most: 256 MB of float32, about 11 min of
+# 48 kHz stereo. Headers can claim anything and FLAC expands a few bytes into a block of silence,
+# so the file is decoded in blocks and the count checked as it grows, never trusted up front.
+MAX_DECODED_SAMPLES = 64_000_000
+MAX_CHANNELS = 16
+
+
+def read_audio(data: bytes | str, max_samples: int = MAX_DECODED_SAMPLES,
+               max_seconds: float | None = None) -> np.ndarray:
+    """Read a WAV/FLAC/OGG file (path or bytes) into 16 kHz mono float32.
+
+    Whatever the bytes are, the only exception is AudioError, and memory stays bounded by
+    `max_samples` decoded (and resampled) samples, and by `max_seconds` of audio if given.
+    """
+    try:
+        with sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data) as f:
+            rate, channels = int(f.samplerate), int(f.channels)
+            if not 1 <= channels <= MAX_CHANNELS:
+                raise AudioError(f"audio has {channels} channels; send mono or stereo")
+            if not 1_000 <= rate <= 768_000:
+                raise AudioError(f"audio has sample rate {rate} Hz; send 8 to 48 kHz")
+            blocks, total = [], 0
+            while True:
+                block = f.read(max(1, 1_000_000 // channels), dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                total += block.size
+                if total > max_samples or total / channels * SAMPLE_RATE / rate > max_samples:
+                    raise AudioError(f"audio is longer than this reader takes ({max_samples} samples)")
+                if max_seconds is not None and total / channels > max_seconds * rate:
+                    raise AudioError(f"audio is over the limit of {max_seconds:g} s: send a shorter clip")
+                blocks.append(block)
+    except AudioError:
+        raise
+    except Exception as err:  # noqa: BLE001  (libsndfile and soundfile say many things about garbage)
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AudioError(f"could not read audio ({text}); send a WAV, FLAC or OGG file") from err
+    samples = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
+    audio = to_mono_16k(samples, rate)
+    if audio.size == 0:
+        raise AudioError("audio is empty")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError("audio contains NaN or infinite samples")
+    return audio
+
+
+def write_wav(audio: np.ndarray, path_or_none: str | None = None, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """Write 16-bit PCM WAV; returns the bytes (and writes `path_or_none` if given)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+    data = buffer.getvalue()
+    if path_or_none:
+        with open(path_or_none, "wb") as f:
+            f.write(data)
+    return data

@@ -1,0 +1,243 @@
+"""The state of one search and its calls to the stages, each one counted and timed.
+
+Strategies only decide which candidates to keep; everything that touches a stage goes through
+`SearchRun`, so the compute account cannot miss a token or a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Mapping, Sequence
+
+from ..stages import CodecStage, GenerateRequest, LMStage, ScoreContext, VerifierScore, VerifierStage
+from .config import SearchConfig
+from .result import Candidate, ComputeAccount, SearchResult, StepEvent
+from .scoring import aggregate, combine
+
+
+@dataclass
+class Stages:
+    lm: LMStage
+    codec: CodecStage
+    verifiers: Mapping[str, VerifierStage]
+    sample_rate: int = 16_000
+    samples_per_token: int = 320
+
+
+class VerifierContractError(RuntimeError):
+    """A verifier answered out of contract (wrong count, score outside [0, 1])."""
+
+
+class VerifiersUnavailableError(RuntimeError):
+    """Every verifier a scoring step needs has failed, so the search cannot rank its candidates."""
+
+
+class SearchRun:
+    def __init__(
+        self,
+        config: SearchConfig,
+        stages: Stages,
+        prompt_ids: Sequence[int],
+        context: ScoreContext,
+        reference_codes: Sequence[int] = (),
+        on_step: Callable[[StepEvent], Awaitable[None] | None] | None = None,
+    ):
+        self.config = config
+        self.stages = stages
+        self.prompt_ids = tuple(prompt_ids)
+        self.context = context
+        self.reference_codes = list(reference_codes)
+        self.on_step = on_step
+        self.session_id = uuid.uuid4().hex
+        self.max_total_tokens = config.max_total_tokens
+        if config.max_new_tokens is not None:
+            self.max_total_tokens = min(self.max_total_tokens, len(self.prompt_ids) + config.max_new_tokens)
+        self.account = ComputeAccount()
+        self.steps = 0
+        self.verifiers_used: list[str] = []
+        self.verifiers_failed: dict[str, str] = {}
+        self._next_id = 0
+        self._started = time.perf_counter()
+
+    # LM -----------------------------------------------------------------------------------
+    async def start(self, n: int, max_new_tokens: int | None) -> list[Candidate]:
+        """Sample n fresh candidates from the prompt (prefilled once)."""
+        request = self._request(num_candidates=n, parents=None, max_new_tokens=max_new_tokens)
+        return await self._generate(request, [None] * n)
+
+    async def extend(self, parents: Sequence[Candidate], max_new_tokens: int | None) -> list[Candidate]:
+        """Continue each parent (a parent listed k times is forked k ways)."""
+        request = self._request(
+            num_candidates=len(parents), parents=tuple(p.row for p in parents), max_new_tokens=max_new_tokens
+        )
+        return await self._generate(request, list(parents))
+
+    def _request(self, **kwargs) -> GenerateRequest:
+        return GenerateRequest(
+            session_id=self.session_id,
+            prompt_ids=self.prompt_ids,
+            max_total_tokens=self.max_total_tokens,
+            sampling=self.config.sampling,
+            seed=self.config.seed,
+            **kwargs,
+        )
+
+    async def _generate(self, request: GenerateRequest, parents: list[Candidate | None]) -> list[Candidate]:
+        started = time.perf_counter()
+        result = await self.stages.lm.generate(request)
+        self.account.lm.seconds += time.perf_counter() - started
+        self.account.lm.calls += 1
+        self.account.lm.items += len(parents)
+        self.account.lm_prefill_tokens += result.prefill_tokens
+        self.account.lm_generated_tokens += result.generated_tokens
+        children = []
+        for row, (parent, cont) in enumerate(zip(parents, result.continuations)):
+            child = Candidate(
+                id=self._next_id,
+                codes=(parent.codes if parent else []) + list(cont.codes),
+                group=parent.group if parent else 0,
+                parent=parent.id if parent else None,
+                row=row,
+                finished=cont.finished,
+                truncated=cont.truncated,
+                step_scores=list(parent.step_scores) if parent else [],
+            )
+            self._next_id += 1
+            children.append(child)
+        return children
+
+    async def release(self) -> None:
+        await self.stages.lm.release(self.session_id)
+
+    # Codec and verifiers ---------------------------------------------------------------------
+    async def decode(self, candidates: Sequence[Candidate]) -> None:
+        """Give every candidate the audio of its current codes (one batched codec call).
+
+        With a reference voice the codec decodes reference + candidate codes, as the Llasa model
+        card does, and the reference's own audio is cut off.
+        """
+        stale = [c for c in candidates if c.audio_codes != len(c.codes)]
+        if not stale:
+            return
+        sequences = [self.reference_codes + c.codes for c in stale]
+        started = time.perf_counter()
+        waves = await self.stages.codec.decode(sequences)
+        self.account.codec.seconds += time.perf_counter() - started
+        self.account.codec.calls += 1
+        self.account.codec.items += len(stale)
+        self.account.codec.audio_seconds += (
+            sum(len(s) for s in sequences) * self.stages.samples_per_token / self.stages.sample_rate
+        )
+        cut = len(self.reference_codes) * self.stages.samples_per_token
+        for candidate, wave in zip(stale, waves):
+            candidate.audio = wave[cut:]
+            candidate.audio_codes = len(candidate.codes)
+
+    async def score(
+        self, candidates: Sequence[Candidate], weights: Mapping[str, float]
+    ) -> list[dict[str, VerifierScore]]:
+        """Decode, then ask every named verifier about every candidate, verifiers concurrently."""
+        await self.decode(candidates)
+        names = [name for name in weights if name not in self.verifiers_failed]
+        verdicts = await asyncio.gather(*(self._score_or_drop(name, candidates) for name in names))
+        alive = {name: v for name, v in zip(names, verdicts) if v is not None}
+        if not alive:
+            reasons = "; ".join(f"{name}: {self.verifiers_failed[name]}" for name in weights)
+            raise VerifiersUnavailableError(f"no verifier of {sorted(weights)} could score ({reasons})")
+        return [
+            {name: alive[name][i] if name in alive else self._dropped(name) for name in weights}
+            for i in range(len(candidates))
+        ]
+
+    def _dropped(self, name: str) -> VerifierScore:
+        return VerifierScore(score=None, metric="", reason=f"verifier failed: {self.verifiers_failed[name]}")
+
+    async def _score_or_drop(self, name: str, candidates: Sequence[Candidate]) -> list[VerifierScore] | None:
+        """The verifier's scores; with allow_partial_verifiers a failure drops the verifier for the
+        rest of the search (None) instead of failing it."""
+        if not self.config.allow_partial_verifiers:
+            return await self._score_with(name, candidates)
+        try:
+            return await self._score_with(name, candidates)
+        except Exception as err:  # noqa: BLE001  (cancellation is not an Exception and still propagates)
+            text = str(err).strip()
+            self.verifiers_failed[name] = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+            return None
+
+    async def _score_with(self, name: str, candidates: Sequence[Candidate]) -> list[VerifierScore]:
+        waves = [c.audio for c in candidates]
+        started = time.perf_counter()
+        scores = await self.stages.verifiers[name].score(waves, [self.context] * len(waves))
+        if name not in self.verifiers_used:
+            self.verifiers_used.append(name)
+        account = self.account.verifier(name)
+        account.seconds += time.perf_counter() - started
+        account.calls += 1
+        account.items += len(waves)
+        account.audio_seconds += sum(len(w) for w in waves) / self.stages.sample_rate
+        if len(scores) != len(waves):
+            raise VerifierContractError(f"verifier {name!r} returned {len(scores)} scores for {len(waves)} items")
+        for verdict in scores:
+            if verdict.score is not None and not 0.0 <= verdict.score <= 1.0:
+                raise VerifierContractError(f"verifier {name!r} returned score {verdict.score} outside [0, 1]")
+        return scores
+
+    async def score_process(self, candidates: Sequence[Candidate]) -> None:
+        """Append this step's combined process score to each candidate's history."""
+        weights = self.config.process_verifiers
+        for candidate, verdicts in zip(candidates, await self.score(candidates, weights)):
+            candidate.process_scores = verdicts
+            step_score = combine(verdicts, weights)
+            candidate.step_scores.append(0.0 if step_score is None else step_score)
+
+    async def score_final(self, candidates: Sequence[Candidate]) -> None:
+        """Score finished candidates for the final choice (outcome verifiers, else process)."""
+        if not self.config.final_verifiers:
+            await self.decode(candidates)
+            return
+        if self.config.outcome_verifiers:
+            weights = self.config.outcome_verifiers
+            for candidate, verdicts in zip(candidates, await self.score(candidates, weights)):
+                candidate.outcome_scores = verdicts
+                candidate.final_score = combine(verdicts, weights)
+        else:
+            await self.score_process(candidates)
+            for candidate in candidates:
+                candidate.final_score = self.process_score(candidate)
+
+    def process_score(self, candidate: Candidate) -> float:
+        return aggregate(candidate.step_scores, self.config.aggregation)
+
+    # Progress and result -----------------------------------------------------------------------
+    async def report(self, live: Sequence[Candidate], finished: Sequence[Candidate]) -> None:
+        self.steps += 1
+        if self.on_step is None:
+            return
+        scored = [self.process_score(c) for c in live if c.step_scores]
+        event = StepEvent(
+            step=self.steps,
+            live=len(live),
+            finished=len(finished),
+            best_score=max(scored) if scored else None,
+            lm_generated_tokens=self.account.lm_generated_tokens,
+        )
+        maybe_awaitable = self.on_step(event)
+        if maybe_awaitable is not None:
+            await maybe_awaitable
+
+    def result(self, finished: Sequence[Candidate]) -> SearchResult:
+        """Choose the best finished candidate (ties: the earliest sampled)."""
+        chosen = max(finished, key=lambda c: (c.final_score if c.final_score is not None else -1.0, -c.id))
+        self.account.wall_seconds = time.perf_counter() - self._started
+        return SearchResult(
+            strategy=self.config.strategy,
+            chosen=chosen,
+            candidates=list(finished),
+            account=self.account,
+            steps=self.steps,
+            verifiers_used=list(self.verifiers_used),
+            verifiers_failed=dict(self.verifiers_failed),
+        )

@@ -1,0 +1,153 @@
+"""The service for the serve tests: one local Ray cluster and one `serve run` per test session.
+
+The pytest process starts a private Ray cluster (ray.init, so it is never another engineer's
+cluster and it goes away with `ray.shutdown()`), then runs `serve run <config>` against it the
+way the README does, with a test config derived from serve_config.yaml: the tiny random models
+(searches as long as a test needs), two LM replicas (to prove session affinity), free ports, a
+small search queue (to reach RESOURCE_EXHAUSTED quickly), API keys from a file (every client in
+this process sends TEST_API_KEY through LLASA_API_KEY) and short stage timeouts (so failure tests
+end quickly). The pytest process stays a Ray driver, so
+tests can look at and kill replicas.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llasa_client import TTSClient, TTSError
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVE = str(Path(sys.executable).with_name("serve"))
+TEST_API_KEY = "llasa-test-key-7f3a9c"
+MESSAGE_CAP_ENV, MESSAGE_CAP = "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", 4 << 20
+OTHER_API_KEY = "llasa-second-key-51b2"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_config(base: dict, grpc_port: int, http_port: int, keys_file: Path | None = None) -> dict:
+    """serve_config.yaml with the test's changes; everything else as the user runs it."""
+    config = yaml.safe_load(yaml.safe_dump(base))
+    config["grpc_options"]["port"] = grpc_port
+    config["http_options"]["port"] = http_port
+    args = config["applications"][0]["args"]
+    # The tiny random checkpoints: their searches never stop early, so a test can make one last as
+    # long as it needs. The README test serves the embedded demo model exactly as configured.
+    args["lm"]["model"] = args["codec"]["model"] = "tiny-random"
+    if keys_file is not None:
+        args["auth"] = {"api_keys_file": str(keys_file)}
+    args["resilience"] = {"stage_retries": 2, "retry_backoff_s": 0.2, "stage_timeout_s": 10}
+    args["limits"].update(max_search_tokens=8000, max_verifiers=2)  # low enough to reach in a test
+    deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
+    deployments["LMSampler"].pop("autoscaling_config", None)
+    deployments["LMSampler"]["num_replicas"] = 2
+    deployments["SearchOrchestrator"].update(max_ongoing_requests=4, max_queued_requests=8)
+    return config
+
+
+def wait_until_up(address: str, process: subprocess.Popen | None, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"`serve run` exited with {process.returncode}")
+        try:
+            with TTSClient(address) as client:
+                client.describe(timeout=5)
+            return
+        except TTSError:
+            time.sleep(2)
+    raise TimeoutError(f"the service at {address} did not come up within {timeout} s")
+
+
+def wait_until_running(app: str, timeout: float = 300) -> None:
+    """The ingress answers before every replica is up. A search started then pins its LM session by
+    a consistent-hash ring of the replicas up so far; when the next LM replica joins, the ring
+    changes and the session's later calls (its release too) go to a replica that never held it."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = serve.status().applications.get(app)
+        if status is not None and status.status == "RUNNING":
+            return
+        time.sleep(1)
+    raise TimeoutError(f"the application {app!r} was not RUNNING within {timeout} s")
+
+
+def start_serve_run(config_path: Path, log_path: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [SERVE, "run", str(config_path)], cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_serve_run(process: subprocess.Popen) -> None:
+    """Ctrl-C, as a user stops it; then harder if it lingers."""
+    for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        if process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass
+class Service:
+    address: str
+    log: Path
+    config: dict  # the config it runs
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory) -> Service:
+    import ray
+    from ray import serve
+
+    work = tmp_path_factory.mktemp("serve")
+    grpc_port, http_port = free_port(), free_port()
+    config_path = work / "serve_config.test.yaml"
+    keys_file = work / "api-keys"
+    keys_file.write_text(f"# test keys\n{TEST_API_KEY}\n{OTHER_API_KEY}  # a second client\n")
+    base = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    config = test_config(base, grpc_port, http_port, keys_file)
+    config_path.write_text(yaml.safe_dump(config))
+    previous_key = os.environ.get("LLASA_API_KEY")
+    os.environ["LLASA_API_KEY"] = TEST_API_KEY  # every TTSClient of this process sends it
+    # Serve's gRPC proxy takes messages up to 2 GiB unless told otherwise (deployments/README.md).
+    os.environ.setdefault(MESSAGE_CAP_ENV, str(MESSAGE_CAP))
+    context = ray.init(num_cpus=4, include_dashboard=False, namespace="serve", log_to_driver=False,
+                       configure_logging=False)
+    process = None
+    try:
+        env = {**os.environ, "RAY_ADDRESS": context.address_info["gcs_address"]}
+        log = work / "serve.log"
+        process = start_serve_run(config_path, log, env)
+        address = f"127.0.0.1:{grpc_port}"
+        wait_until_up(address, process)
+        wait_until_running(config["applications"][0]["name"])
+        yield Service(address=address, log=log, config=config)
+    finally:
+        if process is not None:
+            stop_serve_run(process)
+        serve.shutdown()
+        ray.shutdown()
+        if previous_key is None:
+            os.environ.pop("LLASA_API_KEY", None)
+        else:
+            os.environ["LLASA_API_KEY"] = previous_key

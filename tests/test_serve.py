@@ -1,0 +1,270 @@
+"""The service over a real gRPC channel: Ray Serve, its gRPC proxy, and every deployment.
+
+Tests here share one Ray cluster and one `serve run` (serve_support.service). The README test
+runs first and starts the service exactly as the README says, on its own private cluster.
+The tiny random models speak noise, so scores are not judged here, only the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import io
+import os
+import socket
+import subprocess
+import time
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+from serve_support import ROOT, TEST_API_KEY, start_serve_run, stop_serve_run, wait_until_up
+
+from llasa_client import SynthesisOptions, TTSClient, TTSError
+from llasa_client.client import build_request
+from protos.llasa.tts.v1 import tts_pb2 as pb
+from protos.llasa.tts.v1 import tts_pb2_grpc
+
+# Short searches: 0.6 s of speech in steps of 0.2 s; the speaker verifier answers "does not apply"
+# without a reference voice, so it costs nothing where a test does not need real scores.
+QUICK = dict(max_speech_tokens=30, step_tokens=10, seed=7)
+CHEAP_VERIFIER = {"speaker": 1.0}
+
+
+@pytest.fixture
+def client(service):
+    with TTSClient(service.address) as tts:
+        yield tts
+
+
+def reference_wav(seconds: float = 1.5, rate: int = 22_050) -> bytes:
+    """A voice-like test signal (harmonics of a gliding pitch, some noise) at a non-16 kHz rate."""
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 8)) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+    buffer = io.BytesIO()
+    sf.write(buffer, 0.3 * wave / np.abs(wave).max(), rate, format="WAV")
+    return buffer.getvalue()
+
+
+def assert_status(code: grpc.StatusCode, call, *args, **kwargs) -> str:
+    with pytest.raises(TTSError) as info:
+        call(*args, **kwargs)
+    assert info.value.code == code, info.value
+    return info.value.details
+
+
+def test_readme_command_starts_the_service(tmp_path):
+    """`serve run serve_config.yaml` and the quickstart's CLI call, both copied from the README."""
+    readme = (ROOT / "README.md").read_text()
+    assert "serve run serve_config.yaml" in readme
+    cli_line = next(line for line in readme.splitlines() if "llasa-tts synthesize" in line)
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 9000)) == 0:
+            pytest.skip("port 9000 is taken (a service already running?); the README's config serves on it")
+    # RAY_ADDRESS=local: a private cluster, never one another user started on this machine.
+    process = start_serve_run(ROOT / "serve_config.yaml", tmp_path / "serve.log", {**os.environ, "RAY_ADDRESS": "local"})
+    try:
+        wait_until_up("localhost:9000", process)
+        args = cli_line.split()[1:]  # after .venv/bin/llasa-tts
+        assert args[0] == "synthesize"
+        args = [a if a != "hello.wav" else str(tmp_path / "hello.wav") for a in args]
+        done = subprocess.run([str(ROOT / ".venv/bin/llasa-tts"), *args], capture_output=True, text=True,
+                              timeout=180, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        audio, rate = sf.read(tmp_path / "hello.wav")
+        assert rate == 16_000 and audio.size > 0
+        assert (tmp_path / "hello.json").exists()
+        assert "step 1:" in done.stderr  # progress from the streaming call
+    finally:
+        stop_serve_run(process)
+
+
+def test_describe_server(service, client):
+    description = client.describe()
+    assert description.api_version == "llasa.tts.v1"
+    assert description.lm.name == service.config["applications"][0]["args"]["lm"]["model"]
+    assert {v.name for v in description.verifiers} == {"asr", "speaker"}
+    assert description.limits.max_n >= 8 and description.sample_rate == 16_000
+    assert set(description.strategies) == {pb.STRATEGY_BEST_OF_N, pb.STRATEGY_BEAM, pb.STRATEGY_DVTS,
+                                           pb.STRATEGY_PRM_ORM}
+
+
+@pytest.mark.parametrize("strategy, options", [
+    ("best_of_n", dict(n=2, outcome_verifiers={"asr": 1.0})),
+    ("beam", dict(n=4, beam_width=2, process_verifiers=CHEAP_VERIFIER)),
+    ("dvts", dict(n=4, beam_width=2, process_verifiers=CHEAP_VERIFIER)),
+    ("prm_orm", dict(n=4, beam_width=2, prm_steps=1, process_verifiers=CHEAP_VERIFIER,
+                     outcome_verifiers={"asr": 1.0})),
+])
+def test_each_strategy_end_to_end(client, strategy, options):
+    response = client.synthesize("Hello from the service.", SynthesisOptions(strategy=strategy, **QUICK, **options))
+    audio, rate = sf.read(io.BytesIO(response.audio))
+    assert rate == 16_000 and abs(audio.size / rate - response.audio_seconds) < 1e-3
+    assert response.strategy == strategy
+    assert response.chosen.id in {c.id for c in response.candidates}
+    assert response.chosen.num_tokens <= QUICK["max_speech_tokens"]
+    account = response.account
+    assert account.lm_prefill_tokens == response.prompt_tokens  # the prompt, prefilled once
+    assert account.lm_generated_tokens > 0 and account.codec.calls > 0
+    if "asr" in options.get("outcome_verifiers", {}):
+        verdict = next(v for v in response.chosen.outcome_scores if v.verifier == "asr")
+        assert verdict.metric == "wer" and 0 <= verdict.score <= 1 and "transcript" in verdict.detail
+        assert account.verifiers["asr"].items >= len(response.candidates)
+    assert response.timings.total_seconds >= response.timings.search_seconds > 0
+
+
+def test_stream_sends_progress_then_the_result(client):
+    options = SynthesisOptions(strategy="beam", n=2, beam_width=2, process_verifiers=CHEAP_VERIFIER, **QUICK)
+    events = list(client.synthesize_stream("Streaming, step by step.", options))
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds == ["progress"] * (len(kinds) - 1) + ["result"] and len(kinds) >= 3
+    steps = [e.progress.step for e in events[:-1]]
+    assert steps == list(range(1, len(steps) + 1))
+    generated = [e.progress.lm_generated_tokens for e in events[:-1]]
+    assert generated == sorted(generated) and events[-1].result.account.steps == len(steps)
+
+
+def test_reference_voice(client):
+    options = SynthesisOptions(outcome_verifiers={"speaker": 1.0}, n=2, reference_audio=reference_wav(),
+                               reference_text="This is my voice.", **QUICK)
+    response = client.synthesize("Say it in my voice.", options)
+    verdict = response.chosen.outcome_scores[0]
+    assert verdict.verifier == "speaker" and verdict.HasField("score") and -1 <= verdict.raw <= 1
+    assert response.timings.reference_encode_seconds > 0
+    # the reference's ~75 codes are in the prompt, prefilled once; its audio is cut from the output
+    assert response.prompt_tokens > 70 and response.account.lm_prefill_tokens == response.prompt_tokens
+    assert response.chosen.num_tokens <= QUICK["max_speech_tokens"]
+
+
+@pytest.mark.parametrize("text, options, message", [
+    ("", SynthesisOptions(), "text is empty"),
+    ("x" * 5000, SynthesisOptions(), "over this server's limit of 1000"),
+    ("Hi", SynthesisOptions(reference_audio=b"not audio", reference_text="hi"), "reference.audio: could not read"),
+    ("Hi", SynthesisOptions(reference_audio=reference_wav(), reference_text=""), "reference.transcript is empty"),
+    ("Hi", SynthesisOptions(n=64, strategy="best_of_n", outcome_verifiers={"asr": 1}), "max_n = 16"),
+    ("Hi", SynthesisOptions(max_speech_tokens=100_000), "max_speech_tokens = 100000 must be in"),
+    ("Hi", SynthesisOptions(outcome_verifiers={"mos": 1.0}), "unknown verifier(s) ['mos']"),
+    ("Hi", SynthesisOptions(strategy="beam", n=3, beam_width=2, process_verifiers={"asr": 1}), "multiple of beam_width"),
+    ("Hi", SynthesisOptions(timeout_seconds=10_000), "timeout_seconds = 10000"),
+])
+def test_invalid_argument(client, text, options, message):
+    details = assert_status(grpc.StatusCode.INVALID_ARGUMENT, client.synthesize, text, options)
+    assert message in details
+    details = assert_status(grpc.StatusCode.INVALID_ARGUMENT, lambda: list(client.synthesize_stream(text, options)))
+    assert message in details
+
+
+def slow_options(timeout: float | None = None) -> SynthesisOptions:
+    """A search of many small steps: long in wall time, cheap to cancel between steps."""
+    return SynthesisOptions(strategy="beam", n=1, process_verifiers=CHEAP_VERIFIER, step_tokens=4,
+                            max_speech_tokens=1500, timeout_seconds=timeout)
+
+
+def test_deadline_exceeded_then_still_up(client):
+    details = assert_status(grpc.StatusCode.DEADLINE_EXCEEDED, client.synthesize, "Too long.", slow_options(1.0))
+    assert "did not finish within 1 s" in details
+    assert client.synthesize("Still here.", SynthesisOptions(outcome_verifiers=CHEAP_VERIFIER, **QUICK)).audio
+
+
+def test_eight_concurrent_requests_all_answered(client):
+    options = SynthesisOptions(n=2, outcome_verifiers={"asr": 1.0}, **QUICK)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda i: client.synthesize(f"Request number {i}.", options), range(8)))
+    assert len(responses) == 8
+    assert all(r.audio and r.account.lm_prefill_tokens == r.prompt_tokens for r in responses)
+
+
+def test_resource_exhausted_when_the_queue_is_full(service, client):
+    """The test config allows 4 running + 8 queued searches: of 20 long ones, those past the queue
+    are refused with a message that says what to do, and the admitted ones keep running.
+
+    Ray Serve's bound is approximate (a request on its way to a replica counts as neither running
+    nor queued), so the test asks for some to be refused and at least the 4 running to stay."""
+    channel = grpc.insecure_channel(service.address)
+    stub = tts_pb2_grpc.TTSServiceStub(channel)
+    metadata = (("application", "llasa"), ("x-api-key", TEST_API_KEY))
+    busy = [stub.SynthesizeStream(build_request(f"Busy {i}.", slow_options(60)), metadata=metadata)
+            for i in range(20)]
+    try:
+        # However late the streams reach the orchestrator on a loaded machine, some must be refused.
+        deadline = time.monotonic() + 50
+        while not any(call.done() for call in busy) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # stragglers
+        refused = [call for call in busy if call.done()]
+        assert 1 <= len(refused) <= 16, f"{len(refused)} of 20 searches ended; 4 running + 8 queued fit"
+        assert all(call.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for call in refused)
+        assert all("queues are full" in call.details() and "retry with backoff" in call.details() for call in refused)
+    finally:
+        for call in busy:
+            call.cancel()
+        channel.close()
+    deadline = time.monotonic() + 60
+    while True:  # cancelled searches leave the queue; the service answers again
+        try:
+            assert client.synthesize("Back.", SynthesisOptions(outcome_verifiers=CHEAP_VERIFIER, **QUICK)).audio
+            break
+        except TTSError as err:
+            if err.code != grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def test_beam_token_account_equals_in_process_with_two_lm_replicas(service, client):
+    """Every step of a search reaches the LM replica holding its KV cache: the prompt is prefilled
+    once per search, and the account equals the same search run in process."""
+    from deployments.config import resolve_model
+    from llasa_core.codec import load_codec
+    from llasa_core.engine import LlasaTTS
+    from llasa_core.lm import TransformersLM
+    from llasa_core.search import SearchConfig
+    from verifiers import VerifierConfig, build_verifier
+
+    import ray
+    lm_replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "#LMSampler#" in a["name"]]
+    assert len(lm_replicas) == 2
+
+    text, n, width = "Affinity through two replicas.", 4, 2
+    options = SynthesisOptions(strategy="beam", n=n, beam_width=width, process_verifiers=CHEAP_VERIFIER, **QUICK)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # four sessions: both replicas serve some
+        responses = list(pool.map(lambda _: client.synthesize(text, options), range(4)))
+
+    args = service.config["applications"][0]["args"]
+    engine = LlasaTTS(TransformersLM(resolve_model(args["lm"]["model"], "llasa", ".cache/tiny")),
+                      load_codec(resolve_model(args["codec"]["model"], "xcodec2", ".cache/tiny")),
+                      {"speaker": build_verifier(VerifierConfig(name="speaker", kind="speaker"))})
+    config = SearchConfig(strategy="beam", n=n, beam_width=width, process_verifiers=CHEAP_VERIFIER,
+                          step_tokens=QUICK["step_tokens"], max_new_tokens=QUICK["max_speech_tokens"], seed=7)
+    local = asyncio.run(engine.synthesize(text, config))
+    for response in responses:
+        assert response.account.lm_prefill_tokens == response.prompt_tokens == local.account.lm_prefill_tokens
+        assert response.account.lm_generated_tokens == local.account.lm_generated_tokens
+        assert response.account.steps == local.steps
+        assert response.account.lm.calls == local.account.lm.calls
+
+
+def test_unavailable_while_the_lm_is_down_then_recovers(client):
+    """Kill both LM replicas during a search: that search gets UNAVAILABLE, later ones succeed."""
+    import ray
+
+    events = client.synthesize_stream("Interrupted.", slow_options(120))
+    with pytest.raises(TTSError) as info:
+        for event in events:
+            if event.WhichOneof("event") == "progress" and event.progress.step == 2:
+                for actor in ray.util.list_named_actors(all_namespaces=True):
+                    if "#LMSampler#" in actor["name"]:
+                        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=False)
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE, info.value
+    assert "retry" in info.value.details
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            assert client.synthesize("Recovered.", SynthesisOptions(outcome_verifiers=CHEAP_VERIFIER, **QUICK)).audio
+            return
+        except TTSError as err:
+            if err.code != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(2)

