@@ -93,8 +93,8 @@ class SynthesisOutcome:
 
 
 class ServeLM:
-    """The LM stage over a handle: every call of a session carries its id, so the
-    consistent-hash router sends it to the replica that holds the session's KV cache.
+    """The LM stage over a handle: every call of a session carries its id, so the session router
+    (deployments/session_router.py) sends it to the replica that holds the session's KV cache.
 
     Not retried: a step continues a KV cache that lives only in one replica, so when that
     replica dies the step cannot be repeated elsewhere and the request ends with UNAVAILABLE

@@ -20,14 +20,11 @@ from llasa_core.stages import GenerateRequest, GenerateResult, ScoreContext, Ver
 from verifiers.registry import VerifierConfig, build_verifier
 
 from .config import BatchArgs, CodecArgs, LMArgs, resolve_model
+from .session_router import SessionPinRouter
 
 # A search's steps must reach the replica that holds its KV cache: the orchestrator tags every
-# call with the search's session id, and the consistent-hash router maps a session id to one
-# replica. No fallback replica: a step sent elsewhere would find no cache.
-SESSION_AFFINITY = RequestRouterConfig(
-    request_router_class="ray.serve.experimental.consistent_hash_router.ConsistentHashRouter",
-    request_router_kwargs={"num_fallback_replicas": 0},
-)
+# call with the search's session id, and the router pins a session to the replica of its first call.
+SESSION_AFFINITY = RequestRouterConfig(request_router_class=SessionPinRouter)
 
 
 @serve.deployment(

@@ -74,9 +74,8 @@ def wait_until_up(address: str, process: subprocess.Popen | None, timeout: float
 
 
 def wait_until_running(app: str, timeout: float = 300) -> None:
-    """The ingress answers before every replica is up. A search started then pins its LM session by
-    a consistent-hash ring of the replicas up so far; when the next LM replica joins, the ring
-    changes and the session's later calls (its release too) go to a replica that never held it."""
+    """The ingress answers before every replica is up: the tests that count replicas, or kill one,
+    need all of them."""
     from ray import serve
 
     deadline = time.monotonic() + timeout

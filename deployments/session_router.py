@@ -1,0 +1,50 @@
+"""Request router that keeps every call of an LM session on the replica holding its KV cache.
+
+A consistent-hash ring (Ray's `ConsistentHashRouter`) follows the replica set: when autoscaling
+adds an LM replica, about 1/k of the live sessions map to it, and their next steps find no cache.
+This router remembers instead: a session's first `generate` goes to a random replica with room
+(as a hash would place it), the session is pinned to the replica that accepted it, and every later
+call goes there, whatever replicas join or leave meanwhile. `release` unpins.
+
+Pins live in the router, which lives in the caller's process: all calls of one search come from
+the one orchestrator replica that runs it, so that router sees all of them.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
+
+
+class SessionPinRouter(RequestRouter):
+    """Routes by `handle.options(session_id=...)`; calls of no pinned session go to a random
+    replica that has room (Serve walks the ranks in order and skips full replicas).
+
+    A call whose pinned replica has gone (it died) is routed like a new one: that replica answers
+    that it does not hold the session, and the search ends with UNAVAILABLE instead of waiting for
+    a replica that will never come back."""
+
+    pin_method, unpin_method = "generate", "release"
+
+    def initialize_state(self, **kwargs) -> None:
+        self._pins: dict[str, ReplicaID] = {}
+
+    async def choose_replicas(self, candidate_replicas: list[RunningReplica],
+                              pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
+        if pending_request is not None:
+            pending_request.routing_context.should_backoff = True  # a full replica: wait, do not spin
+            pinned = self._replicas.get(self._pins.get(pending_request.metadata.session_id))
+            if pinned is not None:
+                return [[pinned]]
+        return [[replica] for replica in random.sample(candidate_replicas, len(candidate_replicas))]
+
+    def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result) -> None:
+        session = pending_request.metadata.session_id
+        if not session:
+            return
+        method = pending_request.metadata.call_method
+        if method == self.pin_method:
+            self._pins[session] = replica_id
+        elif method == self.unpin_method:
+            self._pins.pop(session, None)
