@@ -321,10 +321,11 @@ def lm_sessions() -> dict[int, int]:
 
 
 def test_lm_death_fails_only_its_searches_and_the_replacement_moves_none(client):
-    """Kill one of the two LM replicas while four searches run (the test orchestrator's limit): only searches whose KV caches it
-    held end with UNAVAILABLE (saying to retry). The replacement replica joins while the others
-    still run, and they all finish: sessions stay pinned to their replica (a hash ring would have
-    moved some to the newcomer). Afterwards no session is left anywhere and the LM serves again."""
+    """Kill one of the two LM replicas while four searches run (the test orchestrator's limit):
+    only searches whose KV caches it held end with UNAVAILABLE (saying to retry). The replacement
+    replica joins while the others still run, and they all finish: sessions stay pinned to their
+    replica (a hash ring would have moved some to the newcomer). Afterwards no session is left
+    anywhere and the LM serves again."""
     wait_quiet()
     options = SynthesisOptions(strategy="beam", n=2, beam_width=2, process_verifiers=CHEAP, max_speech_tokens=1500,
                                step_tokens=5, seed=5)
@@ -340,11 +341,11 @@ def test_lm_death_fails_only_its_searches_and_the_replacement_moves_none(client)
         while len(after := lm_sessions()) < 2 or killed in after:  # the replacement is up
             assert time.monotonic() < deadline, after
             time.sleep(1)
-        survivors_left = sum(not f.done() for f in futures)
+        running_at_join = sum(not f.done() for f in futures)
         results = [f.result() for f in futures]
     print(f"sessions by replica at the kill {before}, killed {killed}; "
-          f"searches still running when the replacement joined: {survivors_left}")
-    assert survivors_left > 0, "the searches ended before the replacement joined: make them longer"
+          f"searches still running when the replacement joined: {running_at_join}")
+    assert running_at_join > 0, "the searches ended before the replacement joined: make them longer"
     codes = [code for code, _, _ in results]
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, results
     assert codes.count(grpc.StatusCode.UNAVAILABLE) <= before[killed], (before, results)
