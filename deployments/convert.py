@@ -14,6 +14,7 @@ from llasa_core.audio import SAMPLE_RATE, AudioError, read_audio, write_wav
 from llasa_core.search import Candidate, SearchConfig, StepEvent
 from llasa_core.search.result import StageAccount
 from llasa_core.stages import VerifierScore
+from llasa_core.validation import InputError, check_reference, check_text
 from protos.llasa.tts.v1 import tts_pb2 as pb
 
 from .config import LlasaAppArgs, Limits
@@ -43,6 +44,7 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
     if len(text) > limits.max_text_chars:
         raise RequestError(f"text has {len(text)} characters, over this server's limit of {limits.max_text_chars}: "
                            "split it into shorter requests")
+    _check(check_text, text)
     search, sampling = request.search, request.sampling
     if search.strategy and search.strategy not in STRATEGY_FROM_PROTO:
         raise RequestError(f"unknown strategy {search.strategy}; use one of {sorted(STRATEGY_TO_PROTO)}")
@@ -137,7 +139,9 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
         if len(reference_text) > limits.max_text_chars:
             raise RequestError(f"reference.transcript has {len(reference_text)} characters, over this server's "
                                f"limit of {limits.max_text_chars}")
+        _check(check_text, reference_text, "reference.transcript")
         reference_audio = decode_reference(request.reference.audio, limits)
+        _check(check_reference, reference_audio)
     language = request.language or "en"
     if not LANGUAGE_CODE.fullmatch(language):
         raise RequestError(f"language {_shorten(language)!r} is not a language code such as 'en', 'zh' or 'en-US'")
@@ -145,6 +149,14 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
         text=text, config=config,
         language=language, reference_audio=reference_audio, reference_text=reference_text,
     )
+
+
+def _check(check, *args) -> None:
+    """Run a llasa_core.validation check; its InputError becomes this layer's RequestError."""
+    try:
+        check(*args)
+    except InputError as err:
+        raise RequestError(str(err)) from None
 
 
 def decode_reference(data: bytes, limits: Limits) -> np.ndarray:

@@ -7,6 +7,7 @@ has no CPU build that matches the pinned torch.
 from __future__ import annotations
 
 import io
+import re
 from math import gcd
 
 import numpy as np
@@ -20,13 +21,32 @@ class AudioError(ValueError):
     """Audio that cannot be used; the message says what is wrong and what to send instead."""
 
 
+# A mixdown quieter than its loudest channel by more than this (dB) has lost the voice to phase
+# cancellation (one channel inverted, a mid/side recording): the loudest channel is used instead.
+MAX_MIXDOWN_LOSS_DB = 12.0
+
+
+def downmix(samples: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> mono: the mean of the channels, unless that cancels the signal (see
+    MAX_MIXDOWN_LOSS_DB), in which case the loudest channel alone."""
+    if not len(samples):
+        return np.zeros(0, samples.dtype)
+    mixed = samples.mean(axis=1)
+    channel_rms = np.sqrt(np.mean(np.square(samples, dtype=np.float64), axis=0))
+    loudest = int(np.argmax(channel_rms))
+    mixed_rms = float(np.sqrt(np.mean(np.square(mixed, dtype=np.float64))))
+    if mixed_rms < channel_rms[loudest] * 10 ** (-MAX_MIXDOWN_LOSS_DB / 20):
+        return np.ascontiguousarray(samples[:, loudest])
+    return mixed
+
+
 def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Downmix to mono and resample to 16 kHz float32."""
+    """Downmix to mono (`downmix`) and resample to 16 kHz float32."""
     if sample_rate <= 0:
         raise AudioError(f"sample rate must be positive, got {sample_rate}")
     audio = np.asarray(samples, dtype=np.float32)
     if audio.ndim == 2:  # soundfile layout: (frames, channels)
-        audio = audio.mean(axis=1)
+        audio = downmix(audio)
     if audio.ndim != 1:
         raise AudioError(f"expected mono or (frames, channels) audio, got shape {audio.shape}")
     if sample_rate != SAMPLE_RATE:
@@ -47,11 +67,13 @@ def read_audio(data: bytes | str, max_samples: int = MAX_DECODED_SAMPLES,
     """Read a WAV/FLAC/OGG file (path or bytes) into 16 kHz mono float32.
 
     Whatever the bytes are, the only exception is AudioError, and memory stays bounded by
-    `max_samples` decoded (and resampled) samples, and by `max_seconds` of audio if given.
+    `max_samples` decoded (and resampled) samples, and by `max_seconds` of audio if given. A file
+    cut short (its header promises more samples than it holds) is refused, not half read.
     """
     try:
         with sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data) as f:
-            rate, channels = int(f.samplerate), int(f.channels)
+            _refuse_truncated_wav(f.extra_info)
+            rate, channels, promised = int(f.samplerate), int(f.channels), int(f.frames)
             if not 1 <= channels <= MAX_CHANNELS:
                 raise AudioError(f"audio has {channels} channels; send mono or stereo")
             if not 1_000 <= rate <= 768_000:
@@ -73,12 +95,29 @@ def read_audio(data: bytes | str, max_samples: int = MAX_DECODED_SAMPLES,
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AudioError(f"could not read audio ({text}); send a WAV, FLAC or OGG file") from err
     samples = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
+    if 0 < promised < 2**62 and len(samples) < promised:
+        raise AudioError(f"audio is truncated: its header promises {promised} samples but the file holds "
+                         f"{len(samples)}; send the whole file")
     audio = to_mono_16k(samples, rate)
     if audio.size == 0:
         raise AudioError("audio is empty")
     if not np.all(np.isfinite(audio)):
         raise AudioError("audio contains NaN or infinite samples")
     return audio
+
+
+# libsndfile's own header log, e.g. "data : 32000 (should be 2000)": the data chunk claims more
+# bytes than follow it. 0 and 0xFFFFFFFF are the sizes streaming writers leave; those are fine.
+_WAV_DATA_SHORT = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _refuse_truncated_wav(header_log: str) -> None:
+    match = _WAV_DATA_SHORT.search(header_log)
+    if match:
+        claimed, present = int(match.group(1)), int(match.group(2))
+        if claimed not in (0, 0xFFFFFFFF) and present < claimed:
+            raise AudioError(f"audio is truncated: the WAV header promises {claimed} bytes of samples but the "
+                             f"file holds {present}; send the whole file")
 
 
 def write_wav(audio: np.ndarray, path_or_none: str | None = None, sample_rate: int = SAMPLE_RATE) -> bytes:

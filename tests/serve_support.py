@@ -150,3 +150,17 @@ def service(tmp_path_factory) -> Service:
             os.environ.pop("LLASA_API_KEY", None)
         else:
             os.environ["LLASA_API_KEY"] = previous_key
+
+
+def speech_wav(text: str = "This is my voice, speaking clearly.", rate: int = 22_050) -> bytes:
+    """A reference voice file for the service tests: piper speech (the verifiers' test voice) as
+    a WAV at `rate`. Synthetic tones are refused as references (llasa_core.validation)."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+    from verifier_fixtures import synthesize
+
+    from llasa_core.audio import SAMPLE_RATE, write_wav
+
+    g = gcd(rate, SAMPLE_RATE)
+    return write_wav(resample_poly(synthesize(text), rate // g, SAMPLE_RATE // g), sample_rate=rate)

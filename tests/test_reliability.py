@@ -20,7 +20,7 @@ import grpc
 import numpy as np
 import pytest
 import soundfile as sf
-from serve_support import OTHER_API_KEY, TEST_API_KEY
+from serve_support import OTHER_API_KEY, TEST_API_KEY, speech_wav
 
 from llasa_client import SynthesisOptions, TTSClient, TTSError
 from llasa_client.client import build_request
@@ -245,7 +245,7 @@ def test_overload_refuses_fast_and_finishes_what_it_accepted(client):
     rest within a second, every accepted search finishes, and the front's memory stays flat."""
     wait_quiet()
     memory_before = rss_mb()
-    reference = wav(2.0, 16_000)
+    reference = speech_wav(rate=16_000)
     options = SynthesisOptions(strategy="beam", n=2, beam_width=2, process_verifiers=CHEAP, reference_audio=reference,
                                reference_text="A reference voice.", max_speech_tokens=60, step_tokens=10, seed=3)
 

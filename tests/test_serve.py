@@ -16,10 +16,9 @@ import subprocess
 import time
 
 import grpc
-import numpy as np
 import pytest
 import soundfile as sf
-from serve_support import ROOT, TEST_API_KEY, start_serve_run, stop_serve_run, wait_until_up
+from serve_support import ROOT, TEST_API_KEY, speech_wav, start_serve_run, stop_serve_run, wait_until_up
 
 from llasa_client import SynthesisOptions, TTSClient, TTSError
 from llasa_client.client import build_request
@@ -38,15 +37,9 @@ def client(service):
         yield tts
 
 
-def reference_wav(seconds: float = 1.5, rate: int = 22_050) -> bytes:
-    """A voice-like test signal (harmonics of a gliding pitch, some noise) at a non-16 kHz rate."""
-    t = np.arange(int(seconds * rate)) / rate
-    pitch = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / rate
-    wave = sum(np.sin(k * phase) / k for k in range(1, 8)) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
-    buffer = io.BytesIO()
-    sf.write(buffer, 0.3 * wave / np.abs(wave).max(), rate, format="WAV")
-    return buffer.getvalue()
+def reference_wav() -> bytes:
+    """Piper speech at 22.05 kHz, so the service resamples it."""
+    return speech_wav()
 
 
 def assert_status(code: grpc.StatusCode, call, *args, **kwargs) -> str:
