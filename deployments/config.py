@@ -41,7 +41,11 @@ class LMArgs(_Args):
                                                 '"tiny-random" (built on first use; speaks noise)')
     device: str = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    max_sessions: int = Field(32, ge=1, description="KV caches of live searches kept per replica")
+    kv_budget_tokens: int | None = Field(None, ge=1, description="KV cache per replica, in tokens (all rows of all "
+                                                                "live searches); default: half the GPU's free memory, "
+                                                                "a quarter of the host's RAM on CPU")
+    max_waiting_sessions: int = Field(8, ge=0, description="new searches that wait for KV budget per replica; "
+                                                           "beyond, RESOURCE_EXHAUSTED")
     session_idle_seconds: float = Field(300, gt=0, description="a KV cache unused this long is dropped (its "
                                                                "release was lost, e.g. the replica set changed)")
 

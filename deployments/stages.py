@@ -41,7 +41,9 @@ class LMSampler:
 
         torch.set_num_threads(torch_threads)
         self.model = TransformersLM(resolve_model(args.model, "llasa", tiny_cache_dir), args.device, args.dtype,
-                                    args.max_sessions, args.session_idle_seconds)
+                                    kv_budget_tokens=args.kv_budget_tokens,
+                                    max_waiting_sessions=args.max_waiting_sessions,
+                                    session_idle_seconds=args.session_idle_seconds)
         self.lm = LocalLM(self.model)
         self.calls = self.items = 0
 
@@ -57,12 +59,15 @@ class LMSampler:
             raise
 
     async def release(self, session_id: str) -> None:
-        self.model.release(session_id)  # a dict pop: no need to wait for the model lock
+        self.model.release(session_id)  # queued for the scheduler thread: returns at once
 
     def counters(self) -> dict:
         """Work done by this replica since it started: a cheap probe for tests and operators."""
-        return _counters(calls=self.calls, items=self.items, tokens=self.model.tokens_computed,
-                         sessions=self.model.live_sessions, sessions_expired=self.model.sessions_expired)
+        return _counters(calls=self.calls, items=self.items, **self.model.stats())
+
+    def record_routing_stats(self) -> dict:
+        """Polled by Serve for the router: a new session goes to the replica with the most free KV."""
+        return {"kv_free_tokens": self.model.scheduler.kv_free_tokens}
 
 
 @serve.deployment(name="CodecDecoder", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)

@@ -1,7 +1,8 @@
 """The whole engine in one process: the search over plain objects instead of deployments.
 
-Each adapter runs its blocking model call in a worker thread, one call at a time per model, so
-an event loop (a notebook, a test, the Ray Serve orchestrator's fallback) stays responsive.
+Each codec and verifier adapter runs its blocking model call in a worker thread, one call at a
+time per model, so an event loop (a notebook, a test, the Ray Serve orchestrator's fallback) stays
+responsive. The LM has its own scheduler thread, which batches concurrent calls token by token.
 """
 
 from __future__ import annotations
@@ -26,16 +27,17 @@ class _Serialised:
             return await asyncio.to_thread(fn, *args)
 
 
-class LocalLM(_Serialised):
+class LocalLM:
+    """Hands calls to the LM's scheduler thread: concurrent searches share its forward passes."""
+
     def __init__(self, lm: TransformersLM):
-        super().__init__()
         self.lm = lm
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
-        return await self._call(self.lm.generate, request)
+        return await asyncio.wrap_future(self.lm.submit(request))
 
     async def release(self, session_id: str) -> None:
-        await self._call(self.lm.release, session_id)
+        self.lm.release(session_id)
 
 
 class LocalCodec(_Serialised):

@@ -47,16 +47,20 @@ def test_kept_cache_equals_recomputing_every_prefix(tiny_lm, prompt):
     """After forking and reordering, each row's cache is what a fresh prefill of its tokens gives."""
     tiny_lm.generate(request(prompt, session="kv", num_candidates=3))
     tiny_lm.generate(request(prompt, session="kv", parents=(1, 1, 2), max_new_tokens=5))
-    session = tiny_lm._sessions["kv"]
-    computed = session.tokens[:, :-1]  # the last token of each row is sampled but not yet run
+    session, pool = tiny_lm._sessions["kv"], tiny_lm.scheduler.pool
+    slots = [row.slot for row in session.rows]
+    length = session.rows[0].positions  # the pending token of each row is sampled but not yet run
+    assert all(row.positions == length for row in session.rows)
+    computed = pool.tokens[slots, :length]
     fresh = DynamicCache()
     with torch.inference_mode():
         tiny_lm.model(input_ids=computed, past_key_values=fresh)
-    for layer_kept, layer_fresh in zip(session.cache.layers, fresh.layers):
-        torch.testing.assert_close(layer_kept.keys, layer_fresh.keys, atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(layer_kept.values, layer_fresh.values, atol=1e-5, rtol=1e-4)
+    for layer, layer_fresh in enumerate(fresh.layers):
+        torch.testing.assert_close(pool.keys[layer][slots, :, :length], layer_fresh.keys, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(pool.values[layer][slots, :, :length], layer_fresh.values, atol=1e-5, rtol=1e-4)
     # rows 0 and 1 were forked from the same parent: same history, then their own samples
-    assert torch.equal(session.tokens[0, :-5], session.tokens[1, :-5])
+    tokens = pool.tokens[slots, : length + 1]
+    assert torch.equal(tokens[0, :-5], tokens[1, :-5])
     tiny_lm.release("kv")
 
 

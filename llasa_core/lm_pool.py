@@ -1,0 +1,95 @@
+"""The KV cache of every row of every session on one LM replica, in one padded tensor per layer.
+
+A row is a candidate: its keys and values sit in one slot of `keys[layer][slot, head, position]`,
+right-padded up to the pool's length. The rows that take part in the next forward pass always
+occupy slots 0..active-1, so a step attends over a view of the pool (no gather, no copy): each row
+writes its new key at its own position and a mask hides every row's padding. Rows join and leave
+the active range by swapping slots, which copies only the positions a row holds; a forked row gets
+its parent's positions copied once (there is no page sharing in a padded layout).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVPool:
+    def __init__(self, num_layers: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device, filler_token: int, slots: int = 8, length: int = 256):
+        self.shape = (num_layers, num_kv_heads, head_dim)
+        self.dtype, self.device, self.filler_token = dtype, device, filler_token
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.tokens = torch.empty(0, 0, dtype=torch.long, device=device)
+        self._allocate(slots, length)
+        self.positions_copied = 0  # KV positions copied by forks and swaps, per layer
+
+    @property
+    def slots(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.tokens.shape[1]
+
+    def _allocate(self, slots: int, length: int) -> None:
+        layers, heads, dim = self.shape
+        old_slots, old_length = self.tokens.shape
+        keys = [torch.zeros(slots, heads, length, dim, dtype=self.dtype, device=self.device) for _ in range(layers)]
+        values = [torch.zeros_like(k) for k in keys]
+        tokens = torch.full((slots, length), self.filler_token, dtype=torch.long, device=self.device)
+        if old_slots:
+            for new, old in zip(keys + values, self.keys + self.values):
+                new[:old_slots, :, :old_length] = old
+            tokens[:old_slots, :old_length] = self.tokens
+        self.keys, self.values, self.tokens = keys, values, tokens
+
+    def reserve(self, slots: int, length: int) -> None:
+        """Grow (slots by doubling) to hold `slots` rows of `length` tokens; existing rows are kept."""
+        if slots <= self.slots and length <= self.length:
+            return
+        new_slots, new_length = self.slots, self.length
+        while new_slots < slots:
+            new_slots *= 2
+        if new_length < length:
+            new_length = -(-length // 64) * 64
+        self._allocate(new_slots, new_length)
+
+    def copy(self, source: int, target: int, positions: int) -> None:
+        """Copy a row's first `positions` KV entries (and `positions + 1` tokens: its pending one)."""
+        for layer in self.keys + self.values:
+            layer[target, :, :positions] = layer[source, :, :positions]
+        self.tokens[target, :positions + 1] = self.tokens[source, :positions + 1]
+        self.positions_copied += positions
+
+    def swap(self, a: int, b: int, positions_a: int, positions_b: int) -> None:
+        n = max(positions_a, positions_b)
+        for layer in self.keys + self.values:
+            layer[[a, b], :, :n] = layer[[b, a], :, :n]
+        self.tokens[[a, b], :n + 1] = self.tokens[[b, a], :n + 1]
+        self.positions_copied += positions_a + positions_b
+
+    def write_prefill(self, cache, slots: list[int], prompt: torch.Tensor) -> None:
+        """Broadcast one prefilled prompt (a batch-1 DynamicCache) to the given slots."""
+        positions = prompt.shape[0]
+        index = torch.tensor(slots, device=self.device)
+        for layer, kept in enumerate(cache.layers):
+            self.keys[layer][index, :, :positions] = kept.keys[0].to(self.dtype)
+            self.values[layer][index, :, :positions] = kept.values[0].to(self.dtype)
+        self.tokens[index, :positions] = prompt
+
+
+class StepCache:
+    """What the model's attention layers see during one decode step: `update` writes each active
+    row's new key/value at that row's own position and returns the pool's padded view."""
+
+    def __init__(self, pool: KVPool, rows: int, positions: torch.Tensor, kv_length: int):
+        self.pool, self.rows, self.kv_length = pool, rows, kv_length
+        self.row_index = torch.arange(rows, device=pool.device)
+        self.positions = positions
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        keys, values = self.pool.keys[layer_idx], self.pool.values[layer_idx]
+        keys[self.row_index, :, self.positions] = key_states[:, :, 0].to(keys.dtype)
+        values[self.row_index, :, self.positions] = value_states[:, :, 0].to(values.dtype)
+        return keys[: self.rows, :, : self.kv_length], values[: self.rows, :, : self.kv_length]
