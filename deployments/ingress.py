@@ -17,7 +17,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
-from llasa_core.lm import SessionError
+from llasa_core.lm import KVBudgetExhausted, SessionError
 from llasa_core.search import SearchConfigError, VerifiersUnavailableError
 from protos.llasa.tts.v1 import tts_pb2 as pb
 
@@ -144,7 +144,7 @@ def _status_of(error: BaseException, timeout: float) -> tuple[grpc.StatusCode | 
         return grpc.StatusCode.DEADLINE_EXCEEDED, (
             f"the search did not finish within {timeout:g} s: lower n, max_speech_tokens or the verifiers, "
             "or raise timeout_seconds (DescribeServer shows the limit)")
-    if isinstance(error, BackPressureError):
+    if isinstance(error, (BackPressureError, KVBudgetExhausted)):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, (
             f"the server's queues are full ({_first_line(error)}); retry with backoff, or ask the operator for more "
             "replicas or a larger max_queued_requests")
