@@ -2,9 +2,10 @@
 
 A consistent-hash ring (Ray's `ConsistentHashRouter`) follows the replica set: when autoscaling
 adds an LM replica, about 1/k of the live sessions map to it, and their next steps find no cache.
-This router remembers instead: a session's first `generate` goes to a random replica with room
-(as a hash would place it), the session is pinned to the replica that accepted it, and every later
-call goes there, whatever replicas join or leave meanwhile. `release` unpins.
+This router remembers instead: a session's first `generate` goes to the replica with the most free
+KV budget (each LM replica reports it through `record_routing_stats`; ties and replicas that have
+not reported yet are ordered at random), the session is pinned to the replica that accepted it,
+and every later call goes there, whatever replicas join or leave meanwhile. `release` unpins.
 
 Pins live in the router, which lives in the caller's process: all calls of one search come from
 the one orchestrator replica that runs it, so that router sees all of them.
@@ -18,8 +19,9 @@ from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, R
 
 
 class SessionPinRouter(RequestRouter):
-    """Routes by `handle.options(session_id=...)`; calls of no pinned session go to a random
-    replica that has room (Serve walks the ranks in order and skips full replicas).
+    """Routes by `handle.options(session_id=...)`; calls of no pinned session go to the replica
+    with the most free KV budget that has room (Serve walks the ranks in order and skips full
+    replicas).
 
     A call whose pinned replica has gone (it died) is routed like a new one: that replica answers
     that it does not hold the session, and the search ends with UNAVAILABLE instead of waiting for
@@ -37,7 +39,9 @@ class SessionPinRouter(RequestRouter):
             pinned = self._replicas.get(self._pins.get(pending_request.metadata.session_id))
             if pinned is not None:
                 return [[pinned]]
-        return [[replica] for replica in random.sample(candidate_replicas, len(candidate_replicas))]
+        shuffled = random.sample(candidate_replicas, len(candidate_replicas))
+        shuffled.sort(key=lambda replica: -(replica.routing_stats or {}).get("kv_free_tokens", 0))
+        return [[replica] for replica in shuffled]
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result) -> None:
         session = pending_request.metadata.session_id

@@ -23,8 +23,9 @@ from .config import BatchArgs, CodecArgs, LMArgs, resolve_model
 from .session_router import SessionPinRouter
 
 # A search's steps must reach the replica that holds its KV cache: the orchestrator tags every
-# call with the search's session id, and the router pins a session to the replica of its first call.
-SESSION_AFFINITY = RequestRouterConfig(request_router_class=SessionPinRouter)
+# call with the search's session id, and the router pins a session to the replica of its first call
+# (the one with the most free KV budget, as the replicas last reported it).
+SESSION_AFFINITY = RequestRouterConfig(request_router_class=SessionPinRouter, request_routing_stats_period_s=2.0)
 
 
 @serve.deployment(
