@@ -60,6 +60,47 @@ def kaldi_fbank_features(audio: np.ndarray, hop_length: int) -> np.ndarray:
     return frames.reshape(len(frames) // 2, 160).astype(np.float32)
 
 
+CROSSFADE_SAMPLES = 160  # 10 ms at 16 kHz: long enough to hide the seam, short enough to keep transients
+
+
+def continue_audio(previous: np.ndarray, window: np.ndarray, new_tokens: int, samples_per_token: int,
+                   redo_tokens: int = 0, crossfade: int = CROSSFADE_SAMPLES) -> np.ndarray:
+    """`previous` audio extended by the new codes of a windowed decode.
+
+    `window` is the decode of (left-context codes + new codes). Its new samples are kept, and so are
+    those of the last `redo_tokens` context codes, which replace the end of `previous`: that end was
+    decoded without the codes that follow it. The `crossfade` samples before the seam fade from
+    `previous` into the window's own audio of the same codes, so the seam has no step.
+    """
+    keep = (new_tokens + redo_tokens) * samples_per_token
+    seam = len(window) - keep
+    if seam < 0 or redo_tokens * samples_per_token > len(previous):
+        raise ValueError(f"a window of {len(window)} samples cannot redo {redo_tokens} tokens "
+                         f"and add {new_tokens} to {len(previous)} samples")
+    previous = previous[: len(previous) - redo_tokens * samples_per_token]
+    fade = min(crossfade, len(previous), seam)
+    if fade <= 0:
+        return np.concatenate([previous, window[seam:]]).astype(np.float32)
+    ramp = np.linspace(0.0, 1.0, fade + 2, dtype=np.float32)[1:-1]
+    faded = previous[len(previous) - fade :] * (1.0 - ramp) + window[seam - fade : seam] * ramp
+    return np.concatenate([previous[: len(previous) - fade], faded, window[seam:]]).astype(np.float32)
+
+
+def windowed_decode(codec: "Codec", codes: Sequence[int], step_tokens: int, context_tokens: int,
+                    redo_tokens: int = 0, crossfade: int = CROSSFADE_SAMPLES) -> np.ndarray:
+    """Decode `codes` as a search does: `step_tokens` new codes at a time, each with at most
+    `context_tokens` earlier codes as left context, the last `redo_tokens` of them decoded again.
+    For measuring a window against a whole decode."""
+    audio = np.zeros(0, dtype=np.float32)
+    for start in range(0, len(codes), step_tokens):
+        stop = min(start + step_tokens, len(codes))
+        left = max(0, start - context_tokens)
+        window = codec.decode([list(codes[left:stop])])[0]
+        audio = continue_audio(audio, window, stop - start, codec.samples_per_token,
+                               min(redo_tokens, start - left), crossfade)
+    return audio
+
+
 class XCodec2Codec:
     """X-codec2 (FSQ, 65,536 codes, 50 tokens/s) from a hub id or a local path."""
 

@@ -143,8 +143,11 @@ def test_reference_voice_is_in_the_prompt_and_cut_from_the_output(engine, prompt
                         reference_audio=reference, reference_text="Ref.")
     assert result.account.lm_prefill_tokens == prompt_length + extra
     assert len(result.chosen.audio) == len(result.chosen.codes) * 320  # reference audio cut
-    # one codec pass decodes reference + candidate, as the model card does
-    assert result.account.codec.audio_seconds == pytest.approx(4 * (50 + NEW_TOKENS) / 50)
+    # one codec pass decodes the end of the reference (the window's left context) + the candidate,
+    # as the model card decodes reference + candidate; only the candidate's audio is new
+    assert result.account.codec.calls == 1
+    assert result.account.codec.audio_seconds == pytest.approx(4 * NEW_TOKENS / 50)
+    assert result.account.codec.context_seconds == pytest.approx(4 * 50 / 50)
 
 
 def test_verifier_without_reference_is_skipped_not_scored(engine, prompt_length):
@@ -232,3 +235,77 @@ def test_weighted_combination_renormalises_over_verifiers_that_scored():
     assert combine(scores, {"wer": 2.0, "sim": 1.0}) == pytest.approx((1.8 + 0.6) / 3)
     assert combine(scores, {"wer": 1.0, "emo": 5.0}) == pytest.approx(0.9)
     assert combine(scores, {"emo": 1.0}) is None
+
+
+# Compute follows the LM: audio decoded once, verifiers only where they choose -------------------
+class Recording(Loudness):
+    """Loudness that remembers the length of every clip it heard."""
+
+    name = "recording"
+
+    def __init__(self):
+        super().__init__()
+        self.lengths: list[int] = []
+
+    def score(self, waveforms, contexts):
+        self.lengths += [len(w) for w in waveforms]
+        return super().score(waveforms, contexts)
+
+
+def test_every_sampled_token_is_decoded_once(engine, prompt_length):
+    """Beam n=4 M=2, three steps of 20: re-decoding each prefix would be 4 x (20 + 40 + 60) tokens
+    of new audio; decoding each step's new codes once is 4 x 60, whatever the forks."""
+    result = synthesize(engine, config(prompt_length, **STRATEGIES["beam"]))
+    codec = result.account.codec
+    assert codec.audio_seconds == pytest.approx(result.account.lm_generated_tokens / 50) == 4 * NEW_TOKENS / 50
+    assert codec.calls == 3 and codec.items == 12
+    assert codec.context_seconds == pytest.approx(4 * (20 + 40) / 50)  # the window holds whole earlier steps
+    assert len(result.chosen.audio) == len(result.chosen.codes) * 320
+
+
+def test_a_fork_starts_from_its_parents_audio(engine, prompt_length):
+    from llasa_core.search import SearchRun
+    from llasa_core.stages import ScoreContext
+
+    async def fork():
+        cfg = config(prompt_length, strategy="beam", n=2, beam_width=2, process_verifiers={"loud": 1.0})
+        run = SearchRun(cfg, engine.stages, engine.lm.prompt_ids("Search me."), ScoreContext(text="Search me."))
+        try:
+            (parent, _) = await run.start(2, max_new_tokens=20)
+            await run.decode([parent])
+            decoded = run.account.codec.audio_seconds
+            children = await run.extend([parent, parent], max_new_tokens=20)
+            assert all(c.audio is parent.audio for c in children)  # inherited, not decoded
+            await run.decode(children)
+            return parent, children, run.account.codec.audio_seconds - decoded
+        finally:
+            await run.release()
+
+    parent, children, new_seconds = asyncio.run(fork())
+    assert new_seconds == pytest.approx(2 * 20 / 50)  # only the children's own 20 tokens each
+    seam = len(parent.audio) - engine.stages.decode_redo_tokens * 320 - 160  # redone codes, crossfade
+    for child in children:
+        assert child.codes[:20] == parent.codes and len(child.audio) == 40 * 320
+        np.testing.assert_array_equal(child.audio[:seam], parent.audio[:seam])
+
+
+def test_n1_runs_no_verifier_unless_scores_are_asked_for(engine, prompt_length):
+    recording = Recording()
+    tts = LlasaTTS(engine.lm, engine.codec, {"recording": recording})
+    plain = synthesize(tts, config(prompt_length, n=1, outcome_verifiers={"recording": 1.0}))
+    assert recording.calls == 0 and plain.verifiers_used == [] and plain.chosen.final_score is None
+    assert len(plain.chosen.audio) == len(plain.chosen.codes) * 320
+    scored = synthesize(tts, config(prompt_length, n=1, outcome_verifiers={"recording": 1.0}, return_scores=True))
+    assert recording.calls == 1 and scored.verifiers_used == ["recording"]
+    assert scored.chosen.outcome_scores["recording"].score is not None
+
+
+def test_process_verifiers_hear_their_window_and_outcome_verifiers_each_candidate_once(engine, prompt_length):
+    recording, outcome = Recording(), Recording()
+    tts = LlasaTTS(engine.lm, engine.codec, {"recording": recording, "outcome": outcome})
+    tts.stages.process_windows = {"recording": 0.5}
+    result = synthesize(tts, config(prompt_length, strategy="beam", n=4, beam_width=2, step_tokens=10,
+                                    process_verifiers={"recording": 1.0}, outcome_verifiers={"outcome": 1.0}))
+    assert recording.lengths and max(recording.lengths) == 8_000  # 0.5 s, though prefixes grow to 1 s
+    assert outcome.calls == 1 and sorted(outcome.lengths) == sorted(len(c.audio) for c in result.candidates)
+    assert result.account.verifiers["outcome"].items == len(result.candidates)

@@ -42,6 +42,8 @@ class SearchConfig(BaseModel):
     max_total_tokens: int = Field(2048, ge=2, description="prompt + speech tokens, the model's max length")
     max_new_tokens: int | None = Field(None, ge=1, description="speech tokens per candidate at most")
     seed: int | None = None
+    return_scores: bool = Field(
+        False, description="score even when there is nothing to choose (n = 1); otherwise n = 1 runs no verifier")
     allow_partial_verifiers: bool = Field(
         False, description="a verifier that fails drops out (the others' weights renormalised) instead of failing "
                            "the search; SearchResult.verifiers_failed says which and why")
@@ -70,6 +72,11 @@ class SearchConfig(BaseModel):
     @property
     def sampling(self) -> SamplingParams:
         return SamplingParams(self.temperature, self.top_p, self.top_k, self.repetition_penalty)
+
+    @property
+    def runs_verifiers(self) -> bool:
+        """n = 1 has nothing to choose: its verifiers run only when the caller asks for the scores."""
+        return self.n > 1 or self.return_scores
 
     @property
     def final_verifiers(self) -> dict[str, float]:

@@ -24,8 +24,8 @@ class Candidate:
     process_scores: dict[str, VerifierScore] = field(default_factory=dict)
     outcome_scores: dict[str, VerifierScore] = field(default_factory=dict)
     final_score: float | None = None
-    audio: np.ndarray | None = None
-    audio_codes: int = -1  # len(codes) when `audio` was decoded
+    audio: np.ndarray | None = None  # of codes[:audio_codes]; a fork starts with its parent's
+    audio_codes: int = 0
 
 
 @dataclass
@@ -34,8 +34,9 @@ class StageAccount:
 
     calls: int = 0
     items: int = 0
-    audio_seconds: float = 0.0
+    audio_seconds: float = 0.0  # codec: new audio decoded; verifier: audio scored
     seconds: float = 0.0
+    context_seconds: float = 0.0  # codec: earlier audio decoded again as left context of the new
 
 
 @dataclass

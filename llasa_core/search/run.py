@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Mapping, Sequence
 
+import numpy as np
+
+from ..codec import continue_audio
 from ..stages import CodecStage, GenerateRequest, LMStage, ScoreContext, VerifierScore, VerifierStage
 from .config import SearchConfig
 from .result import Candidate, ComputeAccount, SearchResult, StepEvent
@@ -20,11 +23,23 @@ from .scoring import aggregate, combine
 
 @dataclass
 class Stages:
+    """The stage interfaces, and how the search spends them.
+
+    Audio is decoded a step at a time: each candidate's new codes with `decode_context_tokens`
+    earlier codes as left context, of which the last `decode_redo_tokens` are decoded again and
+    replace the audio that was decoded without the codes after it (bench/bench_codec_window.py
+    measures both). `process_windows` gives a process verifier (by name) only the trailing seconds
+    of a partial candidate it needs, e.g. speaker similarity; the others hear the whole prefix.
+    """
+
     lm: LMStage
     codec: CodecStage
     verifiers: Mapping[str, VerifierStage]
     sample_rate: int = 16_000
     samples_per_token: int = 320
+    decode_context_tokens: int = 50
+    decode_redo_tokens: int = 4
+    process_windows: Mapping[str, float] = field(default_factory=dict)
 
 
 class VerifierContractError(RuntimeError):
@@ -104,6 +119,8 @@ class SearchRun:
                 finished=cont.finished,
                 truncated=cont.truncated,
                 step_scores=list(parent.step_scores) if parent else [],
+                audio=parent.audio if parent else None,  # a fork starts from its parent's audio
+                audio_codes=parent.audio_codes if parent else 0,
             )
             self._next_id += 1
             children.append(child)
@@ -114,35 +131,48 @@ class SearchRun:
 
     # Codec and verifiers ---------------------------------------------------------------------
     async def decode(self, candidates: Sequence[Candidate]) -> None:
-        """Give every candidate the audio of its current codes (one batched codec call).
+        """Bring every candidate's audio up to its codes (one batched codec call).
 
-        With a reference voice the codec decodes reference + candidate codes, as the Llasa model
-        card does, and the reference's own audio is cut off.
+        Only the codes decoded for no one yet are new: each goes to the codec with a bounded
+        window of the codes before it as left context (with a reference voice, the first window's
+        context is the end of the reference's codes, as the Llasa model card decodes reference +
+        candidate), and the new audio is joined to the candidate's cached audio. The work per step
+        is bounded, whatever the length so far.
         """
+        for c in candidates:
+            if c.audio is None:
+                c.audio, c.audio_codes = np.zeros(0, dtype=np.float32), 0
         stale = [c for c in candidates if c.audio_codes != len(c.codes)]
         if not stale:
             return
-        sequences = [self.reference_codes + c.codes for c in stale]
+        spt, window_tokens = self.stages.samples_per_token, self.stages.decode_context_tokens
+        windows, plans = [], []
+        for c in stale:
+            done = c.audio_codes
+            own = c.codes[max(0, done - window_tokens) : done]
+            short = window_tokens - len(own)
+            borrowed = self.reference_codes[-short:] if short > 0 else []
+            windows.append(borrowed + own + c.codes[done:])
+            plans.append((len(c.codes) - done, min(self.stages.decode_redo_tokens, len(own)), len(borrowed) + len(own)))
         started = time.perf_counter()
-        waves = await self.stages.codec.decode(sequences)
+        waves = await self.stages.codec.decode(windows)
         self.account.codec.seconds += time.perf_counter() - started
         self.account.codec.calls += 1
         self.account.codec.items += len(stale)
-        self.account.codec.audio_seconds += (
-            sum(len(s) for s in sequences) * self.stages.samples_per_token / self.stages.sample_rate
-        )
-        cut = len(self.reference_codes) * self.stages.samples_per_token
-        for candidate, wave in zip(stale, waves):
-            candidate.audio = wave[cut:]
+        self.account.codec.audio_seconds += sum(new for new, _, _ in plans) * spt / self.stages.sample_rate
+        self.account.codec.context_seconds += sum(ctx for _, _, ctx in plans) * spt / self.stages.sample_rate
+        for candidate, wave, (new, redo, _) in zip(stale, waves, plans):
+            candidate.audio = continue_audio(candidate.audio, wave, new, spt, redo)
             candidate.audio_codes = len(candidate.codes)
 
     async def score(
-        self, candidates: Sequence[Candidate], weights: Mapping[str, float]
+        self, candidates: Sequence[Candidate], weights: Mapping[str, float], windows: Mapping[str, float] | None = None
     ) -> list[dict[str, VerifierScore]]:
-        """Decode, then ask every named verifier about every candidate, verifiers concurrently."""
+        """Decode, then ask every named verifier about every candidate, verifiers concurrently;
+        a verifier named in `windows` hears only that many trailing seconds of each candidate."""
         await self.decode(candidates)
         names = [name for name in weights if name not in self.verifiers_failed]
-        verdicts = await asyncio.gather(*(self._score_or_drop(name, candidates) for name in names))
+        verdicts = await asyncio.gather(*(self._score_or_drop(name, candidates, (windows or {}).get(name)) for name in names))
         alive = {name: v for name, v in zip(names, verdicts) if v is not None}
         if not alive:
             reasons = "; ".join(f"{name}: {self.verifiers_failed[name]}" for name in weights)
@@ -155,20 +185,23 @@ class SearchRun:
     def _dropped(self, name: str) -> VerifierScore:
         return VerifierScore(score=None, metric="", reason=f"verifier failed: {self.verifiers_failed[name]}")
 
-    async def _score_or_drop(self, name: str, candidates: Sequence[Candidate]) -> list[VerifierScore] | None:
+    async def _score_or_drop(self, name: str, candidates: Sequence[Candidate],
+                             window: float | None) -> list[VerifierScore] | None:
         """The verifier's scores; with allow_partial_verifiers a failure drops the verifier for the
         rest of the search (None) instead of failing it."""
         if not self.config.allow_partial_verifiers:
-            return await self._score_with(name, candidates)
+            return await self._score_with(name, candidates, window)
         try:
-            return await self._score_with(name, candidates)
+            return await self._score_with(name, candidates, window)
         except Exception as err:  # noqa: BLE001  (cancellation is not an Exception and still propagates)
             text = str(err).strip()
             self.verifiers_failed[name] = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"[:300]
             return None
 
-    async def _score_with(self, name: str, candidates: Sequence[Candidate]) -> list[VerifierScore]:
-        waves = [c.audio for c in candidates]
+    async def _score_with(self, name: str, candidates: Sequence[Candidate],
+                          window: float | None) -> list[VerifierScore]:
+        keep = int(window * self.stages.sample_rate) if window else 0
+        waves = [c.audio[-keep:] if keep else c.audio for c in candidates]
         started = time.perf_counter()
         scores = await self.stages.verifiers[name].score(waves, [self.context] * len(waves))
         if name not in self.verifiers_used:
@@ -185,17 +218,23 @@ class SearchRun:
                 raise VerifierContractError(f"verifier {name!r} returned score {verdict.score} outside [0, 1]")
         return scores
 
-    async def score_process(self, candidates: Sequence[Candidate]) -> None:
-        """Append this step's combined process score to each candidate's history."""
+    async def score_process(self, candidates: Sequence[Candidate], partial: bool = True) -> None:
+        """Append this step's combined process score to each candidate's history (none when
+        there is nothing to choose). A partial candidate gets the stages' process windows; a
+        finished one is heard whole."""
+        if not self.config.runs_verifiers:
+            return
         weights = self.config.process_verifiers
-        for candidate, verdicts in zip(candidates, await self.score(candidates, weights)):
+        windows = self.stages.process_windows if partial else None
+        for candidate, verdicts in zip(candidates, await self.score(candidates, weights, windows)):
             candidate.process_scores = verdicts
             step_score = combine(verdicts, weights)
             candidate.step_scores.append(0.0 if step_score is None else step_score)
 
     async def score_final(self, candidates: Sequence[Candidate]) -> None:
-        """Score finished candidates for the final choice (outcome verifiers, else process)."""
-        if not self.config.final_verifiers:
+        """Score finished candidates for the final choice (outcome verifiers, else process), each
+        candidate once: the strategies call this once, with every finished candidate."""
+        if not (self.config.final_verifiers and self.config.runs_verifiers):
             await self.decode(candidates)
             return
         if self.config.outcome_verifiers:
@@ -204,7 +243,7 @@ class SearchRun:
                 candidate.outcome_scores = verdicts
                 candidate.final_score = combine(verdicts, weights)
         else:
-            await self.score_process(candidates)
+            await self.score_process(candidates, partial=False)
             for candidate in candidates:
                 candidate.final_score = self.process_score(candidate)
 
