@@ -295,7 +295,9 @@ class LMScheduler:
         slots = [row.slot for row in rows]
         self.pool.write_prefill(cache, slots, prompt)
         call.processors = _processors(request.sampling)
-        self.pool.tokens[slots, length] = self._sample(call, logits.expand(n, -1), self.pool.tokens[slots, :length])
+        call.rows = rows
+        first = self._sample(call, logits.expand(n, -1), self.pool.tokens[slots, :length], list(range(n)))
+        self.pool.tokens[slots, length] = first
         self._begin(call, rows)
         call.sampled = 1
         self._settle(call)
@@ -372,10 +374,10 @@ class LMScheduler:
         self.forward_rows += rows
         next_ids = torch.empty(rows, dtype=torch.long, device=self.device)
         for call in list(self._calls):
-            live = [row.slot for row in call.rows if row.call is call and not row.finished]
-            index = torch.tensor(live, device=self.device)
-            history = self.pool.tokens[index, : kv_length]
-            next_ids[index] = self._sample(call, logits[index], history)
+            live = [(row.slot, i) for i, row in enumerate(call.rows) if row.call is call and not row.finished]
+            index = torch.tensor([slot for slot, _ in live], device=self.device)
+            history = self.pool.tokens[index, :kv_length]
+            next_ids[index] = self._sample(call, logits[index], history, [i for _, i in live])
         self.pool.tokens[row_index, positions + 1] = next_ids
         for row in self._active:
             row.positions += 1
@@ -383,14 +385,19 @@ class LMScheduler:
             call.sampled += 1
             self._settle(call)
 
-    def _sample(self, call: _Call, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        """Sample one token per row of one call, with that call's session generator only."""
+    def _sample(self, call: _Call, logits: torch.Tensor, history: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """Sample one token for each of the call's result rows `rows`, with its session's generator
+        only. One uniform number is drawn for every row of the call, live or not, so what a row
+        gets depends neither on the batch nor on when finished rows were noticed."""
         scores = logits.float().masked_fill(self._blocked, float("-inf"))
         scores = call.processors(history, scores)
         if call.request.sampling.temperature <= 0:
             return scores.argmax(dim=-1)
-        probs = torch.softmax(scores, dim=-1)
-        return torch.multinomial(probs, 1, generator=call.session.generator)[:, 0]
+        uniform = torch.rand(len(call.rows) or len(rows), generator=call.session.generator, device=self.device)
+        cdf = torch.softmax(scores, dim=-1).cumsum(dim=-1)
+        target = uniform[rows] * cdf[:, -1]
+        picked = torch.searchsorted(cdf, target[:, None], right=True)[:, 0]
+        return picked.clamp_(max=cdf.shape[1] - 1)
 
     def _settle(self, call: _Call) -> None:
         """Read what the call's rows sampled when a decision is due; finished rows leave at once,
