@@ -12,7 +12,9 @@ from ray.exceptions import ActorDiedError, RayTaskError
 
 from deployments.auth import AuthConfigError, KeyChecker, load_keys, presented_key
 from deployments.config import AuthArgs, ResilienceArgs
+from deployments import request_context
 from deployments.orchestrator import StageUnavailableError, call_idempotent
+from deployments.request_context import DeadlineExceeded
 from llasa_core.engine import LlasaTTS
 from llasa_core.lm import SessionError
 from llasa_core.search import SearchConfig, VerifiersUnavailableError
@@ -132,13 +134,35 @@ def test_call_idempotent_repeats_replica_failures_then_gives_up():
 
     assert asyncio.run(call_idempotent("codec", dies_twice, POLICY)) == "ok" and len(attempts) == 3
 
-    async def hangs():
-        await asyncio.sleep(60)
+    async def always_dies():
+        raise ActorDiedError()
 
+    with pytest.raises(StageUnavailableError, match="failed 3 times, last: ActorDiedError"):
+        asyncio.run(call_idempotent("verifier 'asr'", always_dies, POLICY))
+
+
+def test_a_slow_stage_is_waited_for_until_the_deadline_and_never_repeated():
+    """Queueing is not death: a slow answer within the request's deadline is taken; past the
+    deadline the call ends with DeadlineExceeded at once, not after retries."""
+    attempts = []
+
+    async def slow(seconds):
+        attempts.append(1)
+        await asyncio.sleep(seconds)
+        return "late but fine"
+
+    async def within(budget, seconds):
+        request_context.deadline.set(time.time() + budget)
+        return await call_idempotent("codec", lambda: slow(seconds), POLICY)
+
+    assert asyncio.run(within(5.0, 1.0)) == "late but fine"  # longer than stage_timeout_s, within the budget
     started = time.monotonic()
-    with pytest.raises(StageUnavailableError, match="failed 3 times, last: no answer within"):
-        asyncio.run(call_idempotent("verifier 'asr'", hangs, POLICY))
-    assert time.monotonic() - started < 3
+    with pytest.raises(DeadlineExceeded, match="deadline passed while waiting for codec"):
+        asyncio.run(within(0.3, 60))
+    assert time.monotonic() - started < 1 and len(attempts) == 2
+    with pytest.raises(DeadlineExceeded):
+        asyncio.run(within(-1.0, 0))  # out of time before the call: not even sent
+    assert len(attempts) == 2
 
 
 def test_call_idempotent_never_repeats_an_application_error():
@@ -159,7 +183,3 @@ def test_call_idempotent_never_repeats_an_application_error():
     with pytest.raises(RayTaskError):
         asyncio.run(call_idempotent("codec", remote_bad_input, POLICY))
     assert len(attempts) == 2
-
-
-def test_partial_config_flag_defaults_off():
-    assert SearchConfig().allow_partial_verifiers is False
