@@ -3,8 +3,10 @@
 1. Demand: requests at concurrency 1 through gRPC; each response's compute account gives the
    seconds every stage spent on it (D_s, per request).
 2. Batching gain: the codec and verifier deployments merge concurrent calls (@serve.batch). On
-   the running service, time one call alone and `--batch` concurrent calls of the same size
-   through Ray Serve handles; gain_s = batch * t(1) / t(batch). A batched stage's demand under
+   the running service, time calls alone and `--batch` concurrent calls through Ray Serve
+   handles; gain_s = sum of t(each alone) / t(all together). The calls are realistic and mixed,
+   not copies of one: verifier calls score the probe responses' audio (different texts) cut to
+   1/4 .. 4/4 of its length, as a search's prefixes are, and codec calls decode as many lengths. A batched stage's demand under
    load is D_s / gain_s. The LM does not batch across requests: gain 1.
 3. Replicas: r_s = ceil(rate * D_s / gain_s / utilisation). The predicted capacity of a set of
    replicas is min_s r_s * gain_s / D_s requests/s (the slowest stage saturates first).
@@ -23,7 +25,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from deployments.app import verifier_deployment_name
@@ -42,19 +43,22 @@ def deployment_of(stage: str) -> str:
     return DEPLOYMENT_OF.get(stage) or verifier_deployment_name(stage.removeprefix("verifier_"))
 
 
-def demand(client: TTSClient, texts: list[str], options, requests: int) -> tuple[dict[str, float], dict, np.ndarray]:
-    """Mean stage seconds per request at concurrency 1, one sample response, and its audio."""
+def demand(client: TTSClient, texts: list[str], options, requests: int) -> tuple[dict[str, float], dict, list]:
+    """Mean stage seconds per request at concurrency 1, the call sizes, and (text, audio) of every
+    response."""
     per_stage: dict[str, list[float]] = {}
     response = None
+    spoken = []
     for i in range(requests):
         response = client.synthesize(texts[i % len(texts)], options, timeout=600)
+        spoken.append((texts[i % len(texts)], read_audio(response.audio)))
         for stage, seconds in stage_seconds(response).items():
             per_stage.setdefault(deployment_of(stage), []).append(seconds)
     account = response.account
     calls = {"codec_items": account.codec.items / max(1, account.codec.calls),
              "verifier_items": {n: v.items / max(1, v.calls) for n, v in account.verifiers.items()},
              "codes_per_item": max(1, int(response.chosen.num_tokens))}
-    return {k: statistics.mean(v) for k, v in per_stage.items()}, calls, read_audio(response.audio)
+    return {k: statistics.mean(v) for k, v in per_stage.items()}, calls, spoken
 
 
 async def _timed(make_calls) -> float:
@@ -63,17 +67,29 @@ async def _timed(make_calls) -> float:
     return time.perf_counter() - started
 
 
-async def batching_gain(handle, method: str, args, batch: int, repeats: int = 3) -> float:
-    """batch * t(one call) / t(batch concurrent calls), medians over repeats."""
+async def batching_gain(handle, method: str, calls: list[tuple], repeats: int = 3) -> float:
+    """Sum over `calls` of t(call alone) / t(all calls concurrently), medians over repeats."""
     call = getattr(handle, method)
-    await call.remote(*args)  # warm up
-    alone = statistics.median([await _timed(lambda: [call.remote(*args)]) for _ in range(repeats)])
-    together = statistics.median([await _timed(lambda: [call.remote(*args) for _ in range(batch)])
+    await call.remote(*calls[0])  # warm up
+    alone = sum(statistics.median([await _timed(lambda: [call.remote(*args)]) for _ in range(repeats)])
+                for args in calls)
+    together = statistics.median([await _timed(lambda: [call.remote(*args) for args in calls])
                                   for _ in range(repeats)])
-    return max(1.0, batch * alone / together)
+    return max(1.0, alone / together)
 
 
-def measure_gains(calls: dict, audio: np.ndarray, text: str, batch: int) -> dict[str, float]:
+def mixed(spoken: list, count: int, per_call: int) -> list[tuple[list, list[str]]]:
+    """`count` calls of `per_call` items: the responses' audio in turn, cut to 1/4 .. 4/4."""
+    calls = []
+    for c in range(count):
+        items = [spoken[(c * per_call + k) % len(spoken)] for k in range(per_call)]
+        cuts = [(c + k) % 4 + 1 for k in range(per_call)]
+        calls.append(([audio[: len(audio) * cut // 4] for (_, audio), cut in zip(items, cuts)],
+                      [text for text, _ in items]))
+    return calls
+
+
+def measure_gains(calls: dict, spoken: list, batch: int) -> dict[str, float]:
     from ray import serve
 
     from llasa_core.stages import ScoreContext
@@ -82,14 +98,15 @@ def measure_gains(calls: dict, audio: np.ndarray, text: str, batch: int) -> dict
         gains = {"LMSampler": 1.0, "SearchOrchestrator": 1.0, "TTSIngress": 1.0}
         codec = serve.get_deployment_handle("CodecDecoder", app_name=APPLICATION)
         items = max(1, round(calls["codec_items"]))
-        codes = [[0] * calls["codes_per_item"]] * items
-        gains["CodecDecoder"] = await batching_gain(codec, "decode", (codes,), batch)
+        lengths = [max(1, calls["codes_per_item"] * ((c + k) % 4 + 1) // 4) for c in range(batch) for k in range(items)]
+        codec_calls = [([[0] * lengths[c * items + k] for k in range(items)],) for c in range(batch)]
+        gains["CodecDecoder"] = await batching_gain(codec, "decode", codec_calls)
         for name, per_call in calls["verifier_items"].items():
             deployment = verifier_deployment_name(name)
             verifier = serve.get_deployment_handle(deployment, app_name=APPLICATION)
-            n = max(1, round(per_call))
-            gains[deployment] = await batching_gain(
-                verifier, "score", ([audio] * n, [ScoreContext(text=text)] * n), batch)
+            score_calls = [(audios, [ScoreContext(text=t) for t in texts])
+                           for audios, texts in mixed(spoken, batch, max(1, round(per_call)))]
+            gains[deployment] = await batching_gain(verifier, "score", score_calls)
         return gains
 
     return asyncio.run(measure())
@@ -147,8 +164,8 @@ def run(args) -> dict:
     texts = [t for t in Path(args.sentences).read_text().splitlines() if t.strip()]
     options = options_from(args)
     with TTSClient(args.target) as client:
-        stage_demand, calls, audio = demand(client, texts, options, args.probe_requests)
-        gains = measure_gains(calls, audio, texts[0], args.batch)
+        stage_demand, calls, spoken = demand(client, texts, options, args.probe_requests)
+        gains = measure_gains(calls, spoken, args.batch)
         replicas = recommend(stage_demand, gains, args.rate, args.utilisation, args.orchestrator_slots)
         deployed = running_replicas()
         predicted = capacity(stage_demand, gains, deployed)

@@ -143,3 +143,23 @@ def test_transformers_whisper_backend_end_to_end_on_tiny_checkpoint(tiny_whisper
     long = np.concatenate(waves * 5)
     results = v.score([long, waves[0]], contexts([" ".join(texts * 5), texts[0]]))
     assert all(r.score is not None and 0.0 <= r.score <= 1.0 for r in results)
+
+
+def test_length_buckets_keep_the_transcripts_of_padding_to_30_s():
+    """Each clip is padded to the shortest bucket with 3 s to spare, not to 30 s; the shorter
+    window must not cost words (nor let Whisper repeat the sentence into the padding)."""
+    from verifiers.asr import FasterWhisperTranscriber
+
+    bucketed = verifier().transcriber
+    assert bucketed.bucket_seconds(1.0) == 4 and bucketed.bucket_seconds(2.9) == 6
+    assert bucketed.bucket_seconds(26.0) == 30 and bucketed.bucket_seconds(29.5) == 30
+    padded = FasterWhisperTranscriber(cpu_threads=1, buckets_s=(30,))
+    speech = corpus()
+    texts = SENTENCES[:4]
+    waves = [speech[t] for t in texts] + [np.concatenate([speech[texts[0]], speech[texts[1]]])]
+    texts = [*texts, f"{texts[0]} {texts[1]}"]
+    short = [error_rate(t, h, "en")[1] for t, h in zip(texts, bucketed.transcribe(waves, "en"))]
+    full = [error_rate(t, h, "en")[1] for t, h in zip(texts, padded.transcribe(waves, "en"))]
+    assert sum(short) <= sum(full) + 0.1 and max(short) <= 0.2, (short, full)
+    with pytest.raises(ValueError, match="buckets_s"):
+        FasterWhisperTranscriber(cpu_threads=1, buckets_s=(45,))

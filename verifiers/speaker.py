@@ -18,19 +18,35 @@ from llasa_core.audio import SAMPLE_RATE
 
 
 class ResemblyzerEmbedder:
+    """GE2E embeddings as resemblyzer's `embed_utterance` makes them (the mean of unit partial
+    embeddings over 1.6 s windows), with the windows of every clip in the batch through the LSTM
+    as one batch: the windows have one fixed length, so nothing is padded."""
+
     def __init__(self, device: str = "cpu"):
         from resemblyzer import VoiceEncoder
 
         self.encoder = VoiceEncoder(device=device, verbose=False)
 
-    def embed(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+    def _windows(self, audio: np.ndarray) -> np.ndarray:
+        from resemblyzer import audio as mel_audio
         from resemblyzer import preprocess_wav
 
-        out = []
-        for audio in audios:
-            trimmed = preprocess_wav(audio, source_sr=SAMPLE_RATE)  # volume normalised, long pauses cut
-            out.append(self.encoder.embed_utterance(trimmed if trimmed.size >= SAMPLE_RATE // 10 else audio))
-        return np.stack(out)
+        trimmed = preprocess_wav(audio, source_sr=SAMPLE_RATE)  # volume normalised, long pauses cut
+        wav = trimmed if trimmed.size >= SAMPLE_RATE // 10 else audio
+        wav_slices, mel_slices = self.encoder.compute_partial_slices(len(wav), rate=1.3, min_coverage=0.75)
+        wav = np.pad(wav, (0, max(0, wav_slices[-1].stop - len(wav))))
+        mel = mel_audio.wav_to_mel_spectrogram(wav)
+        return np.array([mel[s] for s in mel_slices])
+
+    def embed(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+        import torch
+
+        windows = [self._windows(audio) for audio in audios]
+        with torch.no_grad():
+            partials = self.encoder(torch.from_numpy(np.concatenate(windows)).to(self.encoder.device)).cpu().numpy()
+        bounds = np.cumsum([0] + [len(w) for w in windows])
+        means = np.stack([partials[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
+        return means / np.linalg.norm(means, axis=1, keepdims=True)
 
 
 class WavLMEmbedder:
