@@ -22,10 +22,10 @@ def verifier(backend: str = "faster-whisper", model: str | None = None):
     return build_verifier({"name": "asr", "kind": "asr", "backend": backend, "model": model, "options": options})
 
 
-def test_error_rate_uses_whisper_normaliser_and_cer_for_chinese():
+def test_error_rate_normalises_both_sides_and_uses_cer_for_chinese():
+    """The normalisation itself is tested pair by pair in test_verifiers_normalize.py."""
     assert error_rate("Mr. Smith paid $20 for it!", "mister smith paid twenty dollars for it", "en") == ("wer", 0.0)
-    assert error_rate("The colour is grey.", "the colour is gray", "en")[1] > 0  # no spelling map: honest
-    assert error_rate("The colour is grey.", "the color is gray", "en", {"colour": "color", "grey": "gray"})[1] == 0
+    assert error_rate("The colour is grey.", "the color is gray", "en") == ("wer", 0.0)
     assert error_rate("今天天气很好。", "今 天 天 气 很 好", "zh") == ("cer", 0.0)
     assert error_rate("今天天气很好", "今天天气不好", "zh-CN") == ("cer", pytest.approx(1 / 6))
     assert error_rate("?! —", "anything", "en") == ("wer", None)

@@ -1,9 +1,8 @@
 """ASR verifier: transcribe the candidate and score its error rate against the target text.
 
-Error rate: English uses Whisper's English text normaliser (shipped in transformers) and word
-error rate; Chinese (`zh*`, also `ja`, `ko`, `yue`) uses Whisper's basic normaliser, drops
-whitespace and takes the character error rate; other languages use the basic normaliser and WER.
-jiwer computes the rate. Mapping: score = max(0, 1 - error_rate), so a perfect transcript scores
+Error rate: both texts go through `verifiers.normalize` (made for TTS: every spoken word counts,
+numbers and spellings match in either written form), then word error rate, or the character
+error rate for Chinese (`zh*`, also `ja`, `ko`, `yue`). jiwer computes the rate. Mapping: score = max(0, 1 - error_rate), so a perfect transcript scores
 1, and half the words wrong scores 0.5; an error rate can pass 1 (insertions), the score stops at 0.
 `raw` is the error rate, `detail` holds the transcript.
 
@@ -22,28 +21,25 @@ from typing import Sequence
 
 import jiwer
 import numpy as np
-from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
 from llasa_core.audio import SAMPLE_RATE
 from llasa_core.stages import ScoreContext, VerifierScore
 from verifiers.inputs import check_batch, check_waveform, worst
+from verifiers.normalize import CHARACTER_LANGUAGES, base_language, normalize
 
-CHARACTER_LANGUAGES = ("zh", "ja", "ko", "yue")
 WHISPER_WINDOW_S = 30
 # Length buckets for faster-whisper (s) and the padding a clip needs after it (measured, see the class).
 DEFAULT_BUCKETS_S = (4, 6, 8, 10, 15, 20, 30)
 DEFAULT_HEADROOM_S = 3.0
 
 
-def error_rate(reference: str, hypothesis: str, language: str, spelling: dict | None = None) -> tuple[str, float | None]:
-    """(metric, rate) of `hypothesis` against `reference`; rate None when the reference has no words."""
-    base = language.split("-")[0].lower()
-    if base in CHARACTER_LANGUAGES:
-        basic = BasicTextNormalizer()
-        ref, hyp = ("".join(basic(t).split()) for t in (reference, hypothesis))
+def error_rate(reference: str, hypothesis: str, language: str, tags: bool = False) -> tuple[str, float | None]:
+    """(metric, rate) of `hypothesis` against `reference`, both normalised by
+    `verifiers.normalize` (every spoken word kept; `tags=True`: the text holds non-speech tags
+    such as [laughs]); rate None when the reference has no words."""
+    ref, hyp = normalize(reference, language, tags), normalize(hypothesis, language, tags)
+    if base_language(language) in CHARACTER_LANGUAGES:
         return "cer", (jiwer.cer(ref, hyp) if ref else None)
-    normalise = EnglishTextNormalizer(spelling or {}) if base == "en" else BasicTextNormalizer()
-    ref, hyp = normalise(reference).strip(), normalise(hypothesis).strip()
     return "wer", (jiwer.wer(ref, hyp) if ref else None)
 
 
@@ -146,7 +142,6 @@ class WhisperTranscriber:
         ).to(device).eval()
         self.multilingual = bool(getattr(self.model.generation_config, "is_multilingual", False))
         self.languages = None if self.multilingual else ("en",)
-        self.spelling = getattr(self.processor.tokenizer, "english_spelling_normalizer", None)
 
     def transcribe(self, audios: Sequence[np.ndarray], language: str) -> list[str]:
         import torch
@@ -218,12 +213,11 @@ class AsrVerifier:
 
     def score(self, waveforms: Sequence[np.ndarray], contexts: Sequence[ScoreContext]) -> list[VerifierScore]:
         check_batch(waveforms, contexts)
-        spelling = getattr(self.transcriber, "spelling", None)
         supported = self.transcriber.languages
         results: list[VerifierScore | None] = [None] * len(waveforms)
         todo: dict[str, list[tuple[int, np.ndarray, dict]]] = {}
         for i, (waveform, context) in enumerate(zip(waveforms, contexts)):
-            metric, rate = error_rate(context.text, "", context.language, spelling)
+            metric, rate = error_rate(context.text, "", context.language, _has_tags(context))
             if supported is not None and context.language.split("-")[0].lower() not in supported:
                 results[i] = VerifierScore(None, metric, reason=f"{self.name}: no model for language {context.language!r}")
             elif rate is None:
@@ -237,6 +231,12 @@ class AsrVerifier:
         for language, items in todo.items():
             texts = self.transcriber.transcribe([audio for _, audio, _ in items], language)
             for (i, _, detail), text in zip(items, texts):
-                metric, rate = error_rate(contexts[i].text, text, language, spelling)
+                metric, rate = error_rate(contexts[i].text, text, language, _has_tags(contexts[i]))
                 results[i] = VerifierScore(max(0.0, 1.0 - rate), metric, raw=rate, detail={"transcript": text, **detail})
         return results
+
+
+def _has_tags(context: ScoreContext) -> bool:
+    """Whether the request marks its text as holding non-speech tags ([laughs]); a context
+    without the field (today's ScoreContext) has none."""
+    return bool(getattr(context, "non_speech_tags", False))
