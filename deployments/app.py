@@ -27,5 +27,10 @@ def build_app(args: LlasaAppArgs) -> Application:
                                                                                    args.torch_threads)
         for v in args.verifiers
     }
-    orchestrator = SearchOrchestrator.bind(lm, codec, verifiers, args.lm, args.tiny_cache_dir, args.resilience)
+    # Speaker and emotion verifiers judge a voice, which the end of a partial candidate shows as
+    # well as all of it; ASR must hear every word it checks.
+    process_windows = {v.name: args.defaults.process_window_seconds for v in args.verifiers
+                       if v.kind in ("speaker", "emotion")}
+    orchestrator = SearchOrchestrator.bind(lm, codec, verifiers, args.lm, args.tiny_cache_dir, args.resilience,
+                                           args.codec, process_windows)
     return TTSIngress.bind(orchestrator, args)

@@ -55,6 +55,18 @@ class CodecArgs(_Args):
                                                    'llasa_codec.json (the embedded demo codec), or "tiny-random"')
     device: str = "cpu"
     batch: BatchArgs = BatchArgs()
+    # A search decodes each step's new codes once, with a window of earlier codes as left context
+    # (bench/bench_codec_window.py measures it against a whole decode; README "What a search costs").
+    decode_context_tokens: int = Field(50, ge=0, description="earlier codes decoded as left context of new ones "
+                                                              "(50 = 1 s)")
+    decode_redo_tokens: int = Field(4, ge=0, description="of those, the last ones decoded again: their audio, "
+                                                         "first decoded without the codes after them, is replaced")
+
+    @model_validator(mode="after")
+    def _check_window(self) -> "CodecArgs":
+        if self.decode_redo_tokens > self.decode_context_tokens:
+            raise ValueError("codec.decode_redo_tokens must be at most codec.decode_context_tokens")
+        return self
 
 
 class Limits(_Args):
@@ -95,13 +107,15 @@ class AuthArgs(_Args):
 
 class ResilienceArgs(_Args):
     """How the orchestrator treats stage failures. Codec decoding and verifier scoring are pure
-    functions of their inputs, so a call that hits a dead replica or times out is repeated; an LM
-    step is not (its KV cache died with the replica), so a lost LM replica fails the request with
-    UNAVAILABLE and the client retries."""
+    functions of their inputs, so a call that hits a dead replica is repeated; an LM step is not
+    (its KV cache died with the replica), so a lost LM replica fails the request with UNAVAILABLE
+    and the client retries. A slow answer is not a death: every stage call may take the time the
+    request's deadline leaves, and a request out of time ends with DEADLINE_EXCEEDED."""
 
     stage_retries: int = Field(2, ge=0, description="repeats of a codec or verifier call after a replica failure")
     retry_backoff_s: float = Field(0.25, ge=0, description="first pause before a repeat; doubles each time")
-    stage_timeout_s: float = Field(60.0, gt=0, description="one codec or verifier call, queueing included")
+    stage_timeout_s: float = Field(60.0, gt=0, description="one stage call of a job that carries no deadline; a "
+                                                           "request's calls get the time its deadline leaves")
 
 
 class Defaults(_Args):
@@ -119,9 +133,13 @@ class Defaults(_Args):
     top_k: int = 0
     repetition_penalty: float = 1.0
     # Used when a request names no verifier at all (weights: renormalised over those that apply).
-    process_verifiers: dict[str, float] = Field(default_factory=lambda: {"asr": 1.0, "speaker": 1.0})
+    # No ASR at process steps by default: a prefix scored against the whole text measures how much
+    # is still missing more than how well it is said, and its cost grows with the prefix.
+    process_verifiers: dict[str, float] = Field(default_factory=lambda: {"speaker": 1.0})
     outcome_verifiers: dict[str, float] = Field(default_factory=lambda: {"asr": 1.0})
     timeout_seconds: float = Field(120.0, gt=0)
+    process_window_seconds: float = Field(3.0, gt=0, description="speaker and emotion verifiers at process steps "
+                                                                 "hear only this much of a partial candidate's end")
 
 
 class LlasaAppArgs(_Args):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 import numpy as np
 import soundfile as sf
@@ -125,6 +126,7 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
             max_new_tokens=max_speech_tokens,
             seed=_opt(sampling, "seed", None),
             allow_partial_verifiers=search.allow_partial_verifiers,
+            return_scores=search.return_scores,
         )
     except ValidationError as err:
         raise RequestError("; ".join(f"{'.'.join(map(str, e['loc'])) or 'search'}: {_shorten(e['msg'])}"
@@ -148,6 +150,7 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
     return SynthesisJob(
         text=text, config=config,
         language=language, reference_audio=reference_audio, reference_text=reference_text,
+        deadline=time.time() + timeout,
     )
 
 
@@ -233,7 +236,8 @@ def candidate_proto(c: Candidate, samples_per_token: int = 320) -> pb.Candidate:
 
 
 def _stage(a: StageAccount) -> pb.StageAccount:
-    return pb.StageAccount(calls=a.calls, items=a.items, audio_seconds=a.audio_seconds, seconds=a.seconds)
+    return pb.StageAccount(calls=a.calls, items=a.items, audio_seconds=a.audio_seconds, seconds=a.seconds,
+                           context_audio_seconds=a.context_seconds)
 
 
 def response_proto(outcome: SynthesisOutcome, fmt: int) -> pb.SynthesizeResponse:

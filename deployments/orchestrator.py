@@ -23,7 +23,8 @@ from llasa_core.search import SearchConfig, SearchResult, Stages, StepEvent, run
 from llasa_core.stages import GenerateRequest, GenerateResult, ScoreContext, VerifierScore
 
 from . import request_context
-from .config import LMArgs, ResilienceArgs, resolve_model
+from .config import CodecArgs, LMArgs, ResilienceArgs, resolve_model
+from .request_context import DeadlineExceeded
 
 logger = logging.getLogger("ray.serve")
 
@@ -40,17 +41,31 @@ class StageUnavailableError(RuntimeError):
     """A stage kept failing (dead replicas, timeouts) through every retry; the client may retry."""
 
 
+def remaining(policy: ResilienceArgs) -> float:
+    """Seconds the current request's deadline leaves (stage_timeout_s for a job without one)."""
+    deadline = request_context.deadline.get()
+    return policy.stage_timeout_s if deadline is None else deadline - time.time()
+
+
+def _out_of_time(stage: str) -> DeadlineExceeded:
+    return DeadlineExceeded(f"the request's deadline passed while waiting for {stage}")
+
+
 async def call_idempotent(stage: str, call, policy: ResilienceArgs):
-    """`await call()` (one handle call of a pure stage method), repeated with backoff when the
-    replica dies or the call runs past `policy.stage_timeout_s`; never hangs, never repeats an
-    application error. Raises StageUnavailableError when every attempt failed."""
+    """`await call()` (one handle call of a pure stage method) within the time the request has left,
+    repeated with backoff when the replica dies; never repeats an application error. A slow answer
+    (queueing under load) is waited for, not taken for a death. Raises DeadlineExceeded when the
+    time runs out, StageUnavailableError when every attempt hit a dead replica."""
     delay = policy.retry_backoff_s
     for attempt in range(policy.stage_retries + 1):
+        budget = remaining(policy)
+        if budget <= 0:
+            raise _out_of_time(stage)
         try:
-            async with asyncio.timeout(policy.stage_timeout_s):
+            async with asyncio.timeout(budget):
                 return await call()
         except TimeoutError:
-            error = f"no answer within stage_timeout_s = {policy.stage_timeout_s:g} s"
+            raise _out_of_time(stage) from None
         except REPLICA_FAILURES as err:
             error = f"{type(err).__name__}: {_first_line(err)}"
         except RayTaskError as err:
@@ -63,7 +78,7 @@ async def call_idempotent(stage: str, call, policy: ResilienceArgs):
         if counter is not None:
             counter[0] += 1
         logger.warning("%s call failed (%s); repeating it (%d of %d)", stage, error, attempt + 1, policy.stage_retries)
-        await asyncio.sleep(delay)
+        await asyncio.sleep(min(delay, max(remaining(policy), 0)))
         delay *= 2
     raise StageUnavailableError(f"{stage} failed {policy.stage_retries + 1} times, last: {error}")
 
@@ -82,6 +97,7 @@ class SynthesisJob:
     language: str = "en"
     reference_audio: np.ndarray | None = None
     reference_text: str | None = None
+    deadline: float | None = None  # time.time() by which the answer is due; every stage call gets what it leaves
 
 
 @dataclass
@@ -98,15 +114,20 @@ class ServeLM:
 
     Not retried: a step continues a KV cache that lives only in one replica, so when that
     replica dies the step cannot be repeated elsewhere and the request ends with UNAVAILABLE
-    (the client retries; with a seed the retry gives the same answer). The request's own
-    timeout bounds every LM call."""
+    (the client retries; with a seed the retry gives the same answer). Each step may take the
+    time the request's deadline leaves; a step cancelled at the deadline frees its session."""
 
-    def __init__(self, handle: DeploymentHandle):
+    def __init__(self, handle: DeploymentHandle, policy: ResilienceArgs):
         self.handle = handle
+        self.policy = policy
         self._releases: set[asyncio.Task] = set()
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
-        return await self.handle.options(session_id=request.session_id).generate.remote(request)
+        try:
+            async with asyncio.timeout(remaining(self.policy)):
+                return await self.handle.options(session_id=request.session_id).generate.remote(request)
+        except TimeoutError:
+            raise _out_of_time("LMSampler") from None
 
     async def release(self, session_id: str) -> None:
         """Release the session even when the request was cancelled: the call runs in a task of its
@@ -127,18 +148,20 @@ class ServeLM:
 
 
 class ServeCodec:
-    """Decoding is a pure function of the codes: repeated on replica failure or timeout."""
+    """Decoding is a pure function of the codes: repeated on replica failure. The deadline travels
+    with the call, so the codec drops the work of a request that ran out of time."""
 
     def __init__(self, handle: DeploymentHandle, policy: ResilienceArgs):
         self.handle = handle
         self.policy = policy
 
     async def decode(self, codes: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        return await call_idempotent("CodecDecoder", lambda: self.handle.decode.remote(codes), self.policy)
+        deadline = request_context.deadline.get()
+        return await call_idempotent("CodecDecoder", lambda: self.handle.decode.remote(codes, deadline), self.policy)
 
 
 class ServeVerifier:
-    """Scoring is a pure function of its inputs: repeated on replica failure or timeout."""
+    """Scoring is a pure function of its inputs: repeated on replica failure."""
 
     def __init__(self, name: str, handle: DeploymentHandle, policy: ResilienceArgs):
         self.name = name
@@ -155,12 +178,16 @@ class SearchOrchestrator:
     def __init__(
         self, lm: DeploymentHandle, codec: DeploymentHandle, verifiers: dict[str, DeploymentHandle],
         lm_args: LMArgs, tiny_cache_dir: str, resilience: ResilienceArgs = ResilienceArgs(),
+        codec_args: CodecArgs = CodecArgs(), process_windows: dict[str, float] | None = None,
     ):
         self.prompt_builder = PromptBuilder.from_pretrained(resolve_model(lm_args.model, "llasa", tiny_cache_dir))
         self.codec = codec
         self.policy = resilience
-        self.stages = Stages(lm=ServeLM(lm), codec=ServeCodec(codec, resilience),
-                             verifiers={name: ServeVerifier(name, h, resilience) for name, h in verifiers.items()})
+        self.stages = Stages(lm=ServeLM(lm, resilience), codec=ServeCodec(codec, resilience),
+                             verifiers={name: ServeVerifier(name, h, resilience) for name, h in verifiers.items()},
+                             decode_context_tokens=codec_args.decode_context_tokens,
+                             decode_redo_tokens=codec_args.decode_redo_tokens,
+                             process_windows=dict(process_windows or {}))
         self._layout_known = False
 
     async def synthesize(self, job: SynthesisJob) -> SynthesisOutcome:
@@ -179,8 +206,22 @@ class SearchOrchestrator:
             task.cancel()  # the client went away: stop the search (it releases its LM session)
 
     async def _run(self, job: SynthesisJob, on_step) -> SynthesisOutcome:
+        """The search, bounded by the job's deadline: out of time, it stops wherever it is (its
+        stage calls cancelled, its LM session released) with DeadlineExceeded."""
+        if job.deadline is None:
+            return await self._search(job, on_step)
+        try:
+            async with asyncio.timeout(job.deadline - time.time()):
+                return await self._search(job, on_step)
+        except DeadlineExceeded:
+            raise
+        except TimeoutError:
+            raise DeadlineExceeded("the request's deadline passed during the search") from None
+
+    async def _search(self, job: SynthesisJob, on_step) -> SynthesisOutcome:
         retries = [0]
         request_context.stage_retries.set(retries)  # this task's context: seen by every stage call of this request
+        request_context.deadline.set(job.deadline)
         if not self._layout_known:
             rate, hop = await call_idempotent("CodecDecoder", lambda: self.codec.layout.remote(), self.policy)
             self.stages.sample_rate, self.stages.samples_per_token = rate, hop

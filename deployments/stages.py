@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Sequence
 
 import numpy as np
@@ -20,6 +21,7 @@ from llasa_core.stages import GenerateRequest, GenerateResult, ScoreContext, Ver
 from verifiers.registry import VerifierConfig, build_verifier
 
 from .config import BatchArgs, CodecArgs, LMArgs, resolve_model
+from .request_context import DeadlineExceeded
 from .session_router import SessionPinRouter
 
 # A search's steps must reach the replica that holds its KV cache: the orchestrator tags every
@@ -83,22 +85,32 @@ class CodecDecoder:
         self.codec = LocalCodec(codec)
         self.samples_per_token = codec.samples_per_token
         _configure_batch(self._decode_batched, args.batch)
-        self.calls = self.items = self.tokens = 0
+        self.calls = self.items = self.tokens = self.expired = 0
 
-    async def decode(self, codes: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        return await self._decode_batched(list(codes))
+    async def decode(self, codes: Sequence[Sequence[int]], deadline: float | None = None) -> list[np.ndarray]:
+        """`deadline` (time.time() seconds): past it, the call is dropped at the next batch, unrun."""
+        waves = await self._decode_batched((list(codes), deadline))
+        if isinstance(waves, DeadlineExceeded):
+            raise waves
+        return waves
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _decode_batched(self, calls: list[list[Sequence[int]]]) -> list[list[np.ndarray]]:
-        flat = [codes for call in calls for codes in call]
-        self.calls += 1
-        self.items += len(flat)
-        self.tokens += sum(len(c) for c in flat)
-        waves = await self.codec.decode(flat)
-        return _split(waves, calls)
+    async def _decode_batched(self, calls: list[tuple[list[Sequence[int]], float | None]]) -> list:
+        now = time.time()
+        live = [codes for codes, deadline in calls if deadline is None or deadline > now]
+        self.expired += len(calls) - len(live)
+        flat = [codes for call in live for codes in call]
+        if flat:
+            self.calls += 1
+            self.items += len(flat)
+            self.tokens += sum(len(c) for c in flat)
+        waves = iter(_split(await self.codec.decode(flat), live) if flat else [[] for _ in live])
+        return [next(waves) if deadline is None or deadline > now else
+                DeadlineExceeded("the request's deadline passed before its codes were decoded")
+                for _, deadline in calls]
 
     def counters(self) -> dict:
-        return _counters(calls=self.calls, items=self.items, tokens=self.tokens)
+        return _counters(calls=self.calls, items=self.items, tokens=self.tokens, expired=self.expired)
 
     async def encode(self, audio: np.ndarray) -> list[int]:
         return await self.codec._call(self.codec.codec.encode, audio)

@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, help="server-side timeout in seconds")
     s.add_argument("--allow-partial-verifiers", action="store_true",
                    help="if a verifier stays down, go on with the others (the report says which scored)")
+    s.add_argument("--return-scores", action="store_true",
+                   help="score the answer even at n = 1 (otherwise n = 1 runs no verifier)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -76,6 +78,7 @@ def _options(args) -> SynthesisOptions:
         top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed,
         reference_audio=args.reference, reference_text=args.reference_text, language=args.language,
         output_format=args.format, timeout_seconds=args.timeout, allow_partial_verifiers=args.allow_partial_verifiers,
+        return_scores=args.return_scores,
     )
 
 

@@ -54,6 +54,7 @@ class SynthesisOptions:
     output_format: str = "wav"
     timeout_seconds: float | None = None
     allow_partial_verifiers: bool = False  # go on with the verifiers that answer if one stays down
+    return_scores: bool = False  # score even at n = 1 (otherwise n = 1 runs no verifier)
 
 
 def build_request(text: str, options: SynthesisOptions = SynthesisOptions()) -> pb.SynthesizeRequest:
@@ -66,7 +67,7 @@ def build_request(text: str, options: SynthesisOptions = SynthesisOptions()) -> 
             strategy=STRATEGIES[o.strategy] if o.strategy else pb.STRATEGY_UNSPECIFIED,
             aggregation=AGGREGATIONS[o.aggregation] if o.aggregation else pb.AGGREGATION_UNSPECIFIED,
             process_verifiers=o.process_verifiers, outcome_verifiers=o.outcome_verifiers,
-            allow_partial_verifiers=o.allow_partial_verifiers,
+            allow_partial_verifiers=o.allow_partial_verifiers, return_scores=o.return_scores,
             **unset(n=o.n, beam_width=o.beam_width, step_tokens=o.step_tokens, prm_steps=o.prm_steps,
                     max_speech_tokens=o.max_speech_tokens),
         ),

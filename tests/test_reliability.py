@@ -40,9 +40,10 @@ def client(service):
 
 
 def slow(timeout: float | None = None, **extra) -> SynthesisOptions:
-    """Many small steps: long in wall time, every step a call to the LM, the codec and a verifier."""
+    """Many small steps: long in wall time, every step a call to the LM, the codec and a verifier
+    (return_scores: n = 1 has nothing to choose and would otherwise run no verifier)."""
     return SynthesisOptions(strategy="beam", n=1, process_verifiers=CHEAP, step_tokens=4, max_speech_tokens=1500,
-                            timeout_seconds=timeout, **extra)
+                            timeout_seconds=timeout, return_scores=True, **extra)
 
 
 def status_of(call, *args, **kwargs) -> tuple[grpc.StatusCode, str, object]:
@@ -242,7 +243,9 @@ def rss_mb(deployments=("TTSIngress", "SearchOrchestrator")) -> float:
 
 def test_overload_refuses_fast_and_finishes_what_it_accepted(client):
     """The test config runs 4 searches and queues 8: a burst of 40 gets RESOURCE_EXHAUSTED for the
-    rest within a second, every accepted search finishes, and the front's memory stays flat."""
+    rest within a second, every accepted search finishes (OK, or DEADLINE_EXCEEDED if its own
+    budget ran out while it queued; never UNAVAILABLE, since no replica died), and the front's
+    memory stays flat."""
     wait_quiet()
     memory_before = rss_mb()
     reference = speech_wav(rate=16_000)
@@ -257,7 +260,8 @@ def test_overload_refuses_fast_and_finishes_what_it_accepted(client):
     with concurrent.futures.ThreadPoolExecutor(40) as pool:
         results = list(pool.map(one, range(40)))
     codes = [code for code, _, _ in results]
-    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, results
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED}, \
+        results
     refused = [seconds for code, _, seconds in results if code == grpc.StatusCode.RESOURCE_EXHAUSTED]
     assert codes.count(grpc.StatusCode.OK) >= 12 and refused, codes
     assert max(refused) < 2.0, refused  # refused at once, not after queueing

@@ -53,7 +53,7 @@ class ReferenceVoice(_message.Message):
     def __init__(self, audio: _Optional[bytes] = ..., transcript: _Optional[str] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("strategy", "n", "beam_width", "step_tokens", "prm_steps", "aggregation", "process_verifiers", "outcome_verifiers", "max_speech_tokens", "allow_partial_verifiers")
+    __slots__ = ("strategy", "n", "beam_width", "step_tokens", "prm_steps", "aggregation", "process_verifiers", "outcome_verifiers", "max_speech_tokens", "allow_partial_verifiers", "return_scores")
     class ProcessVerifiersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class SearchOptions(_message.Message):
     OUTCOME_VERIFIERS_FIELD_NUMBER: _ClassVar[int]
     MAX_SPEECH_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_VERIFIERS_FIELD_NUMBER: _ClassVar[int]
+    RETURN_SCORES_FIELD_NUMBER: _ClassVar[int]
     strategy: Strategy
     n: int
     beam_width: int
@@ -88,7 +89,8 @@ class SearchOptions(_message.Message):
     outcome_verifiers: _containers.ScalarMap[str, float]
     max_speech_tokens: int
     allow_partial_verifiers: bool
-    def __init__(self, strategy: _Optional[_Union[Strategy, str]] = ..., n: _Optional[int] = ..., beam_width: _Optional[int] = ..., step_tokens: _Optional[int] = ..., prm_steps: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., process_verifiers: _Optional[_Mapping[str, float]] = ..., outcome_verifiers: _Optional[_Mapping[str, float]] = ..., max_speech_tokens: _Optional[int] = ..., allow_partial_verifiers: _Optional[bool] = ...) -> None: ...
+    return_scores: bool
+    def __init__(self, strategy: _Optional[_Union[Strategy, str]] = ..., n: _Optional[int] = ..., beam_width: _Optional[int] = ..., step_tokens: _Optional[int] = ..., prm_steps: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., process_verifiers: _Optional[_Mapping[str, float]] = ..., outcome_verifiers: _Optional[_Mapping[str, float]] = ..., max_speech_tokens: _Optional[int] = ..., allow_partial_verifiers: _Optional[bool] = ..., return_scores: _Optional[bool] = ...) -> None: ...
 
 class SamplingOptions(_message.Message):
     __slots__ = ("temperature", "top_p", "top_k", "repetition_penalty", "seed")
@@ -172,16 +174,18 @@ class Candidate(_message.Message):
     def __init__(self, id: _Optional[int] = ..., group: _Optional[int] = ..., parent: _Optional[int] = ..., num_tokens: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., finished: _Optional[bool] = ..., truncated: _Optional[bool] = ..., step_scores: _Optional[_Iterable[float]] = ..., final_score: _Optional[float] = ..., process_scores: _Optional[_Iterable[_Union[VerifierVerdict, _Mapping]]] = ..., outcome_scores: _Optional[_Iterable[_Union[VerifierVerdict, _Mapping]]] = ...) -> None: ...
 
 class StageAccount(_message.Message):
-    __slots__ = ("calls", "items", "audio_seconds", "seconds")
+    __slots__ = ("calls", "items", "audio_seconds", "seconds", "context_audio_seconds")
     CALLS_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     calls: int
     items: int
     audio_seconds: float
     seconds: float
-    def __init__(self, calls: _Optional[int] = ..., items: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., seconds: _Optional[float] = ...) -> None: ...
+    context_audio_seconds: float
+    def __init__(self, calls: _Optional[int] = ..., items: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., seconds: _Optional[float] = ..., context_audio_seconds: _Optional[float] = ...) -> None: ...
 
 class ComputeAccount(_message.Message):
     __slots__ = ("lm_prefill_tokens", "lm_generated_tokens", "lm", "codec", "verifiers", "search_seconds", "steps", "stage_retries")
