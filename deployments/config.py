@@ -37,6 +37,8 @@ EMBEDDED_LM, EMBEDDED_CODEC = "models/llasa-demo/lm", "models/llasa-demo/codec"
 
 
 class LMArgs(_Args):
+    backend: Literal["transformers", "vllm"] = Field("transformers", description='"vllm" (GPU, the [vllm] extra): '
+                                                     "vLLM's async engine with prefix caching")
     model: str = Field(EMBEDDED_LM, description='hub id, local path (the default is the embedded demo model), or '
                                                 '"tiny-random" (built on first use; speaks noise)')
     device: str = "cpu"
@@ -46,6 +48,8 @@ class LMArgs(_Args):
                                                                 "a quarter of the host's RAM on CPU")
     max_waiting_sessions: int = Field(8, ge=0, description="new searches that wait for KV budget per replica; "
                                                            "beyond, RESOURCE_EXHAUSTED")
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="vllm: the GPU memory share of the engine "
+                                                                        "(weights + paged KV)")
     session_idle_seconds: float = Field(300, gt=0, description="a KV cache unused this long is dropped (its "
                                                                "release was lost, e.g. the replica set changed)")
 
@@ -59,7 +63,7 @@ class CodecArgs(_Args):
     # (bench/bench_codec_window.py measures it against a whole decode; README "What a search costs").
     decode_context_tokens: int = Field(50, ge=0, description="earlier codes decoded as left context of new ones "
                                                               "(50 = 1 s)")
-    decode_redo_tokens: int = Field(4, ge=0, description="of those, the last ones decoded again: their audio, "
+    decode_redo_tokens: int = Field(10, ge=0, description="of those, the last ones decoded again: their audio, "
                                                          "first decoded without the codes after them, is replaced")
 
     @model_validator(mode="after")

@@ -40,14 +40,20 @@ class LMSampler:
     """Samples speech tokens for search sessions and keeps each session's KV cache."""
 
     def __init__(self, args: LMArgs, tiny_cache_dir: str, torch_threads: int):
-        from llasa_core.lm import TransformersLM
-
         torch.set_num_threads(torch_threads)
-        self.model = TransformersLM(resolve_model(args.model, "llasa", tiny_cache_dir), args.device, args.dtype,
-                                    kv_budget_tokens=args.kv_budget_tokens,
-                                    max_waiting_sessions=args.max_waiting_sessions,
-                                    session_idle_seconds=args.session_idle_seconds)
-        self.lm = LocalLM(self.model)
+        path = resolve_model(args.model, "llasa", tiny_cache_dir)
+        if args.backend == "vllm":
+            from llasa_core.lm_vllm import VLLMLM
+
+            self.model = self.lm = VLLMLM(path, args.dtype, args.gpu_memory_utilization,
+                                          session_idle_seconds=args.session_idle_seconds)
+        else:
+            from llasa_core.lm import TransformersLM
+
+            self.model = TransformersLM(path, args.device, args.dtype, kv_budget_tokens=args.kv_budget_tokens,
+                                        max_waiting_sessions=args.max_waiting_sessions,
+                                        session_idle_seconds=args.session_idle_seconds)
+            self.lm = LocalLM(self.model)
         self.calls = self.items = 0
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
@@ -57,7 +63,7 @@ class LMSampler:
             return await self.lm.generate(request)
         except asyncio.CancelledError:
             # The caller gave up (client deadline, disconnect, request timeout): forget the
-            # session now, so the worker thread stops at its next token instead of finishing.
+            # session now, so the scheduler drops its rows at the next token instead of finishing.
             self.model.release(request.session_id)
             raise
 
@@ -70,7 +76,7 @@ class LMSampler:
 
     def record_routing_stats(self) -> dict:
         """Polled by Serve for the router: a new session goes to the replica with the most free KV."""
-        return {"kv_free_tokens": self.model.scheduler.kv_free_tokens}
+        return {"kv_free_tokens": self.model.stats().get("kv_free_tokens", 0)}
 
 
 @serve.deployment(name="CodecDecoder", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)

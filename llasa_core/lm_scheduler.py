@@ -152,7 +152,9 @@ class LMScheduler:
         self._inbox.put(("release", session_id, None))
 
     def close(self) -> None:
+        """Stop the thread (after the step it is running); calls still queued are never answered."""
         self._inbox.put(("close", None, None))
+        self._thread.join(timeout=30)
 
     @property
     def live_sessions(self) -> int:
