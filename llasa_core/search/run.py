@@ -38,7 +38,7 @@ class Stages:
     sample_rate: int = 16_000
     samples_per_token: int = 320
     decode_context_tokens: int = 50
-    decode_redo_tokens: int = 4
+    decode_redo_tokens: int = 10
     process_windows: Mapping[str, float] = field(default_factory=dict)
 
 
