@@ -10,7 +10,8 @@ Every search is seeded, so each concurrency level does exactly the same work (a 
 does not depend on the batch). Printed per level: aggregate LM tokens/s (prefill + sampled; and
 per CPU-second of this process, which a machine shared with other jobs distorts less),
 p50/p95 search latency, mean rows per forward pass; then the ratios against 1 search, and the
-tokens the LM computed against prefill + sampled (a difference would be a recomputed prefix).
+tokens the LM computed against prefill + sampled (a difference would be a recomputed prefix), and
+the KV positions copied by forks and by rows joining/leaving the batch, with their share of time.
 
     python bench/bench_lm.py                    # both checkpoints
     python bench/bench_lm.py --models tiny --levels 1 8 --searches-per-worker 1
@@ -100,6 +101,8 @@ async def closed_loop(lm: TransformersLM, kind: str, workers: int, per_worker: i
         rows_per_forward=(after["forward_rows"] - before["forward_rows"]) / max(passes, 1),
         computed=after["tokens"] - before["tokens"], accounted=tokens[0],
         first_tokens=after["prefills"] - before["prefills"],
+        copied_per_search=(after["kv_positions_copied"] - before["kv_positions_copied"]) / len(latencies),
+        copy_share=(after["kv_copy_seconds"] - before["kv_copy_seconds"]) / cpu,
     )
 
 
@@ -131,7 +134,8 @@ def main() -> None:
                 print(f"{name:5s} {kind:9s} {workers} concurrent: {r['tokens_per_s']:6.0f} LM tok/s "
                       f"({r['tokens_per_cpu_s']:6.0f} per CPU-s)  "
                       f"p50 {r['p50']:6.2f} s  p95 {r['p95']:6.2f} s  rows/forward {r['rows_per_forward']:5.1f}  "
-                      f"recomputed tokens {recomputed}")
+                      f"recomputed tokens {recomputed}  KV positions copied/search {r['copied_per_search']:.0f} "
+                      f"({100 * r['copy_share']:.1f}% of CPU time)")
             low, high = min(args.levels), max(args.levels)
             ratio = {key: rows[high][key] / rows[low][key] for key in ("tokens_per_s", "tokens_per_cpu_s", "p50")}
             print(f"{name:5s} {kind:9s} {high} vs {low}: tokens/s x{ratio['tokens_per_s']:.2f} (target >= 4; per CPU-s "

@@ -111,5 +111,5 @@ class TransformersLM:
             prefills=s.prefills, sessions=s.live_sessions, sessions_expired=s.sessions_expired,
             sessions_refused=s.sessions_refused, sessions_waiting=s.waiting_sessions,
             kv_budget_tokens=s.kv_budget_tokens, kv_free_tokens=s.kv_free_tokens,
-            kv_positions_copied=s.pool.positions_copied,
+            kv_positions_copied=s.pool.positions_copied, kv_copy_seconds=s.pool.copy_seconds,
         )

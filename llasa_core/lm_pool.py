@@ -10,6 +10,8 @@ its parent's positions copied once (there is no page sharing in a padded layout)
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 
@@ -22,7 +24,8 @@ class KVPool:
         self.values: list[torch.Tensor] = []
         self.tokens = torch.empty(0, 0, dtype=torch.long, device=device)
         self._allocate(slots, length)
-        self.positions_copied = 0  # KV positions copied by forks and swaps, per layer
+        self.positions_copied = 0  # KV positions copied by forks and swaps (each: every layer's K and V)
+        self.copy_seconds = 0.0
 
     @property
     def slots(self) -> int:
@@ -56,18 +59,22 @@ class KVPool:
         self._allocate(new_slots, new_length)
 
     def copy(self, source: int, target: int, positions: int) -> None:
-        """Copy a row's first `positions` KV entries (and `positions + 1` tokens: its pending one)."""
+        """Copy a row's first `positions` KV entries and its tokens."""
+        started = time.perf_counter()
         for layer in self.keys + self.values:
             layer[target, :, :positions] = layer[source, :, :positions]
-        self.tokens[target, :positions + 1] = self.tokens[source, :positions + 1]
+        self.tokens[target] = self.tokens[source]
         self.positions_copied += positions
+        self.copy_seconds += time.perf_counter() - started
 
     def swap(self, a: int, b: int, positions_a: int, positions_b: int) -> None:
+        started = time.perf_counter()
         n = max(positions_a, positions_b)
         for layer in self.keys + self.values:
             layer[[a, b], :, :n] = layer[[b, a], :, :n]
-        self.tokens[[a, b], :n + 1] = self.tokens[[b, a], :n + 1]
+        self.tokens[[a, b]] = self.tokens[[b, a]]
         self.positions_copied += positions_a + positions_b
+        self.copy_seconds += time.perf_counter() - started
 
     def write_prefill(self, cache, slots: list[int], prompt: torch.Tensor) -> None:
         """Broadcast one prefilled prompt (a batch-1 DynamicCache) to the given slots."""
