@@ -202,7 +202,7 @@ def held_out_loss(model, corpus: Corpus, args, clone: bool = False, wrong_text: 
     """Nats per speech token on the held-out utterances, plain or with a reference of the same
     voice; with `wrong_text`, each is prompted with the next one's text, so the difference says
     how much the model listens to the text."""
-    targets = corpus.held_out
+    targets = corpus.held_out[: args.held_out]
     rng = random.Random(0)
     examples = [corpus.example(u, corpus.pick_reference(u, rng) if clone else None) for u in targets]
     if wrong_text:
@@ -261,7 +261,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--max-steps", type=int, default=30_000)
     parser.add_argument("--tokens-per-batch", type=int, default=6000)
-    parser.add_argument("--checkpoint-every", type=float, default=300, help="seconds")
+    parser.add_argument("--checkpoint-every", type=float, default=300, help="seconds between saves of state.pt")
+    parser.add_argument("--eval-every", type=float, default=1800,
+                        help="seconds between held-out evaluations (and saves of best/); 3 passes over --held-out")
+    parser.add_argument("--held-out", type=int, default=128, help="held-out utterances evaluated (the first ones)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -279,12 +282,12 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = build_model(tokenizer, vocab, args).to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.05)
-    step, best, seconds = 0, float("inf"), 0.0
+    step, best, seconds, last_eval = 0, float("inf"), 0.0, 0.0
     if (out / "state.pt").exists():
         state = torch.load(out / "state.pt", weights_only=False, map_location=args.device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, best, seconds = state["step"], state["best"], state["seconds"]
+        step, best, seconds, last_eval = state["step"], state["best"], state["seconds"], state["last_eval"]
         print(f"resumed at step {step}, best held-out loss {best:.3f}", flush=True)
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {len(corpus.train)} train / "
           f"{len(corpus.held_out)} held-out utterances, {corpus.frames / 50 / 3600:.2f} h of speech, "
@@ -326,11 +329,15 @@ def main() -> None:
                 tokens_seen, window_start = 0, now
             if time.time() - last_checkpoint > args.checkpoint_every or step >= args.max_steps:
                 seconds += time.time() - last_checkpoint
-                held = held_out_loss(model, corpus, args)
-                cloned = held_out_loss(model, corpus, args, clone=True)
-                text_worth = held_out_loss(model, corpus, args, wrong_text=True) - held
-                print(f"step {step}: held-out loss {held:.3f} ({cloned:.3f} with a reference of the voice), "
-                      f"{text_worth:.3f} lower than with the wrong text, after {seconds / 60:.1f} min", flush=True)
+                if seconds - last_eval >= args.eval_every or step >= args.max_steps:
+                    last_eval = seconds
+                    held = held_out_loss(model, corpus, args)
+                    cloned = held_out_loss(model, corpus, args, clone=True)
+                    text_worth = held_out_loss(model, corpus, args, wrong_text=True) - held
+                    print(f"step {step}: held-out loss {held:.3f} ({cloned:.3f} with a reference of the voice), "
+                          f"{text_worth:.3f} lower than with the wrong text, after {seconds / 60:.1f} min", flush=True)
+                else:
+                    held = best
                 if held < best:
                     best = held
                     save_best(model, tokenizer, out / "best", {
@@ -339,7 +346,7 @@ def main() -> None:
                         "speech_hours": corpus.frames / 50 / 3600, "codec": corpus.codec_id,
                         **{k: v for k, v in vars(args).items() if k not in ("data", "cache", "out")}})
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                            "best": best, "seconds": seconds}, out / "state.tmp.pt")
+                            "best": best, "seconds": seconds, "last_eval": last_eval}, out / "state.tmp.pt")
                 (out / "state.tmp.pt").rename(out / "state.pt")
                 corpus.refresh()
                 last_checkpoint = time.time()

@@ -36,7 +36,7 @@ VOICES = (
     Voice("bright", pitch=1.05, formant=1.15, intonation=0.9, tempo=1.1),
     Voice("high", pitch=1.85, formant=1.28, intonation=1.15, tempo=0.97),
 )
-HELD_OUT_VOICE = Voice("alto", pitch=1.3, formant=1.07, intonation=1.0, tempo=1.0)
+HELD_OUT_VOICE = Voice("alto", pitch=1.3, formant=1.22, intonation=1.0, tempo=1.0)
 
 
 def voice_named(name: str) -> Voice:

@@ -143,3 +143,27 @@ def test_training_examples_are_llasa_prompts_with_a_reference_of_the_same_voice(
     assert [ids[p] for p in pointer] == [target.text[i] for i in (0, 2, 4, 4)]
     plain_ids, _, _ = corpus.example(target, None)
     assert plain_ids[: len(plain_ids) - 4] == build_prompt_ids(tokenizer, corpus.vocab, phonemes(target.text))
+
+
+def test_training_resumes_from_its_state_and_saves_a_checkpoint_the_service_loads(small_run, tmp_path, capsys):
+    root, _ = small_run
+    import demo.train_lm as train_lm
+    from llasa_core.codec import load_codec
+    from llasa_core.lm import TransformersLM
+
+    argv = ["demo.train_lm", "--data", str(root / "out"), "--cache", str(root / "cache"), "--out", str(tmp_path),
+            "--layers", "2", "--hidden", "64", "--alignment-layers", "1", "--phoneme-layer", "1", "--warmup", "1",
+            "--tokens-per-batch", "600", "--checkpoint-every", "0", "--eval-every", "0"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", [*argv, "--max-steps", "2"])
+        train_lm.main()
+        patch.setattr("sys.argv", [*argv, "--max-steps", "3"])
+        train_lm.main()
+    assert "resumed at step 2" in capsys.readouterr().out
+    info = (tmp_path / "best" / "training.json").read_text()
+    assert '"codec"' in info
+    lm = TransformersLM(str(tmp_path / "best"))
+    codec = load_codec(str(root / "out" / "codec"))
+    assert lm.vocab.num_speech_tokens == codec.codebook_size == 16
+    ids = lm.prompt_ids("Hello.", "Thank you!", [1, 2, 3])
+    assert ids[-3:] == lm.vocab.codes_to_ids([1, 2, 3])
