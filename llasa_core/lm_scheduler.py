@@ -113,10 +113,14 @@ class LMScheduler:
         # Reading sampled tokens back to the host to spot end tokens is a device sync: on an
         # accelerator it is done every few steps (a finished row then runs a few wasted steps).
         self.stop_check_every = stop_check_every
-        vocab_size = model.get_output_embeddings().weight.shape[0]
-        self._blocked = torch.ones(vocab_size, dtype=torch.bool, device=device)
-        self._blocked[list(vocab.allowed_output_ids())] = False
-        self._blocked[vocab.speech_end_id] = False
+        # After SPEECH_GENERATION_START only speech tokens and the end token may follow, so only
+        # their rows of the LM head are computed (a third of Llasa-1B's vocabulary): columns
+        # 0..num-1 are the speech codes, num the end token, num+1 a never-sampled column that
+        # other history tokens map to for the repetition penalty.
+        first, num = vocab.first_speech_id, vocab.num_speech_tokens
+        self._column_ids = torch.cat([
+            torch.arange(first, first + num), torch.tensor([vocab.speech_end_id, vocab.speech_end_id])
+        ]).to(device)
         self._arange = torch.arange(0, device=device)
 
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
@@ -283,7 +287,8 @@ class LMScheduler:
         session = _Session(id=request.session_id, generator=generator, reserved=n * request.max_total_tokens)
         prompt = torch.tensor(request.prompt_ids, device=self.device)
         cache = DynamicCache()
-        logits = self.model(input_ids=prompt[None], past_key_values=cache).logits[0, -1]
+        hidden = self.model.base_model(input_ids=prompt[None], past_key_values=cache).last_hidden_state[0, -1:]
+        logits = self._speech_logits(hidden)
         self.tokens_computed += length
         self.prefills += 1
         self._sessions[session.id] = session
@@ -367,10 +372,11 @@ class LMScheduler:
         row_index = self._arange[:rows]
         input_ids = self.pool.tokens[row_index, positions][:, None]
         mask = (self._arange[None, :kv_length] <= positions[:, None])[:, None, None, :]
-        logits = self.model(
+        hidden = self.model.base_model(
             input_ids=input_ids, attention_mask=mask, position_ids=positions[:, None],
             past_key_values=StepCache(self.pool, rows, positions, kv_length),
-        ).logits[:, -1]
+        ).last_hidden_state[:, -1]
+        logits = self._speech_logits(hidden)
         self.tokens_computed += rows
         self.forward_passes += 1
         self.forward_rows += rows
@@ -391,15 +397,37 @@ class LMScheduler:
         """Sample one token for each of the call's result rows `rows`, with its session's generator
         only. One uniform number is drawn for every row of the call, live or not, so what a row
         gets depends neither on the batch nor on when finished rows were noticed."""
-        scores = logits.float().masked_fill(self._blocked, float("-inf"))
-        scores = call.processors(history, scores)
+        scores = logits
+        if call.processors:
+            scores = call.processors(self._columns_of(history), scores)
         if call.request.sampling.temperature <= 0:
-            return scores.argmax(dim=-1)
+            return self._column_ids[scores.argmax(dim=-1)]
         uniform = torch.rand(len(call.rows) or len(rows), generator=call.session.generator, device=self.device)
         cdf = torch.softmax(scores, dim=-1).cumsum(dim=-1)
         target = uniform[rows] * cdf[:, -1]
         picked = torch.searchsorted(cdf, target[:, None], right=True)[:, 0]
-        return picked.clamp_(max=cdf.shape[1] - 1)
+        return self._column_ids[picked.clamp_(max=cdf.shape[1] - 2)]
+
+    def _speech_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of the speech tokens and the end token only (see `_column_ids`), float32."""
+        head = self.model.get_output_embeddings()
+        first, num = self.vocab.first_speech_id, self.vocab.num_speech_tokens
+        end = self.vocab.speech_end_id
+        bias = head.bias
+        logits = torch.empty(hidden.shape[0], num + 2, dtype=torch.float32, device=self.device)
+        logits[:, :num] = torch.nn.functional.linear(hidden, head.weight[first:first + num],
+                                                     None if bias is None else bias[first:first + num])
+        logits[:, num:num + 1] = torch.nn.functional.linear(hidden, head.weight[end:end + 1],
+                                                            None if bias is None else bias[end:end + 1])
+        logits[:, num + 1] = float("-inf")
+        return logits
+
+    def _columns_of(self, history: torch.Tensor) -> torch.Tensor:
+        """Token ids -> logit columns, for processors that look at the history (repetition penalty)."""
+        first, num = self.vocab.first_speech_id, self.vocab.num_speech_tokens
+        speech = (history >= first) & (history < first + num)
+        columns = torch.where(speech, history - first, num + 1)
+        return columns.masked_fill_(history == self.vocab.speech_end_id, num)
 
     def _settle(self, call: _Call) -> None:
         """Read what the call's rows sampled when a decision is due; finished rows leave at once,
