@@ -1,7 +1,8 @@
 """Build verifiers from config: name, kind, backend, model (hub id or local path), device, weight.
 
 `model=None` means the backend's embedded weights (shipped inside a registry package); backends
-without embedded weights require `model`. The combination across verifiers (weighted mean over
+without embedded weights require `model`. Backend `ensemble` combines two or more `members` (each
+a config of the same kind without name) by `combine` (mean | min): `verifiers/ensemble.py`. The combination across verifiers (weighted mean over
 those that scored, weights renormalised) lives in `llasa_core.search.scoring`; this module
 validates the names and weights it is given.
 """
@@ -19,9 +20,9 @@ Kind = Literal["asr", "speaker", "emotion"]
 
 # kind -> backend -> needs a model id/path (True) or has embedded weights (False)
 BACKENDS: dict[str, dict[str, bool]] = {
-    "asr": {"faster-whisper": False, "whisper": True, "paraformer": True, "pocketsphinx": False},
-    "speaker": {"resemblyzer": False, "wavlm": True, "wespeaker-onnx": True},
-    "emotion": {"emotion2vec": True},
+    "asr": {"faster-whisper": False, "whisper": True, "paraformer": True, "pocketsphinx": False, "ensemble": False},
+    "speaker": {"resemblyzer": False, "wavlm": True, "wespeaker-onnx": True, "ensemble": False},
+    "emotion": {"emotion2vec": True, "ensemble": False},
 }
 DEFAULT_BACKEND = {"asr": "faster-whisper", "speaker": "resemblyzer", "emotion": "emotion2vec"}
 
@@ -38,6 +39,8 @@ class VerifierConfig(BaseModel):
     min_seconds: float | None = Field(default=None, ge=0)  # None: the verifier's default
     max_seconds: float | None = Field(default=None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)  # extra backend arguments, e.g. compute_type
+    members: tuple[dict[str, Any], ...] = ()  # backend "ensemble": the models it combines
+    combine: Literal["mean", "min"] = "mean"  # backend "ensemble": how their scores combine
 
     @model_validator(mode="after")
     def _check_backend(self) -> "VerifierConfig":
@@ -48,7 +51,21 @@ class VerifierConfig(BaseModel):
         if known[backend] and not self.model:
             raise ValueError(f"verifier {self.name!r}: backend {backend!r} needs `model` (a hub id or a local path)")
         object.__setattr__(self, "backend", backend)
+        if backend == "ensemble":
+            if len(self.members) < 2:
+                raise ValueError(f"verifier {self.name!r}: an ensemble needs at least two `members`, got {len(self.members)}")
+            for member in self.member_configs():
+                if member.backend == "ensemble":
+                    raise ValueError(f"verifier {self.name!r}: ensemble members cannot be ensembles")
+        elif self.members:
+            raise ValueError(f"verifier {self.name!r}: `members` is for backend 'ensemble' only")
         return self
+
+    def member_configs(self) -> list["VerifierConfig"]:
+        """Each member as a full config of the ensemble's kind, named `<ensemble>.<i>.<backend>`."""
+        return [VerifierConfig.model_validate({"kind": self.kind, "device": self.device, **m,
+                                               "name": f"{self.name}.{i}.{m.get('backend') or DEFAULT_BACKEND[self.kind]}"})
+                for i, m in enumerate(self.members)]
 
 
 DEFAULT_VERIFIERS = (
@@ -84,6 +101,11 @@ def build_verifier(config: VerifierConfig | dict):
     """The verifier object a config describes (loads the model)."""
     c = config if isinstance(config, VerifierConfig) else VerifierConfig.model_validate(config)
     limits = {k: v for k, v in (("min_seconds", c.min_seconds), ("max_seconds", c.max_seconds)) if v is not None}
+    if c.backend == "ensemble":
+        from verifiers.ensemble import EnsembleVerifier
+
+        members = {m.name: build_verifier(m.model_copy(update=limits)) for m in c.member_configs()}
+        return EnsembleVerifier(members, name=c.name, combine=c.combine)
     if c.kind == "asr":
         transcriber = {
             "faster-whisper": lambda: FasterWhisperTranscriber(c.model, device=c.device, **c.options),
