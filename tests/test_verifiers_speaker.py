@@ -57,7 +57,7 @@ def test_bad_candidates_get_worst_score_with_reason_never_a_crash():
     speech = corpus()
     bad = bad_waveforms()
     reference = speech[SENTENCES[0]]
-    clipped = np.clip(speech[SENTENCES[1]] * 4.0, -3.0, 3.0)
+    clipped = 1.02 * speech[SENTENCES[1]] / np.max(np.abs(speech[SENTENCES[1]]))  # overshoot: clipped and scored
     results = verifier().score([*bad.values(), clipped], contexts([TEXT] * (len(bad) + 1), reference=reference))
     for name, result in zip(bad, results):
         assert result.score == 0.0 and result.reason, (name, result)

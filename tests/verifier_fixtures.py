@@ -100,3 +100,25 @@ def bad_waveforms() -> dict[str, np.ndarray]:
         "very_long": (0.1 * rng.standard_normal(SAMPLE_RATE * 200)).astype(np.float32),
         "two_dims": np.zeros((2, 3, 4), dtype=np.float32),
     }
+
+
+def non_speech(speech: np.ndarray) -> dict[str, np.ndarray]:
+    """Audio that holds no speech a verifier may reward: silence, noises, a hum, and `speech`
+    clipped hard (amplified 4x into full scale). 3 s each, seeded."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(1)
+    n = 3 * SAMPLE_RATE
+    pink = lfilter([0.049922035, -0.095993537, 0.050612699, -0.004408786],
+                   [1, -2.494956002, 2.017265875, -0.522189400], rng.standard_normal(n))
+    brown = np.cumsum(rng.standard_normal(n))
+    brown -= np.convolve(brown, np.ones(400) / 400, "same")
+    scaled = lambda x: (0.5 * x / np.max(np.abs(x))).astype(np.float32)  # noqa: E731
+    return {
+        "silence": np.zeros(n, dtype=np.float32),
+        "white_noise": scaled(rng.standard_normal(n)),
+        "pink_noise": scaled(pink),
+        "brown_noise": scaled(brown),
+        "hum": scaled(np.sin(2 * np.pi * 50 * np.arange(n) / SAMPLE_RATE)),
+        "clipped_speech": np.clip(4.0 * speech, -1.0, 1.0).astype(np.float32),
+    }

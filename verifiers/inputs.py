@@ -6,8 +6,14 @@ the worst score (0.0) with a reason, so a search simply ranks that candidate las
 
 - empty, NaN/inf samples, silence (peak below -80 dBFS), shorter than `min_seconds`, longer than
   `max_seconds`: score 0.0, reason says which.
-- samples outside [-1, 1] (clipped or unnormalised float): clipped to [-1, 1] and scored; the
-  detail says so. Integer PCM is scaled to [-1, 1]; (frames, channels) audio is downmixed.
+- not speech: noise or a tone whose level stays within `STATIONARY_DB` from loud to quiet frames
+  (the 90th and 10th percentiles of 20 ms frame levels; piper and demo-model speech spread 25-38
+  dB, speech under loud white noise 9-13 dB, white / pink / brown noise 0.8 / 3.6 / 6.2 dB, a
+  hum 0): score 0.0, so a verifier that would hear words in noise or find a voice in it cannot
+  rank it high.
+- clipped: more than `CLIPPED_FRACTION` of the samples at or beyond full scale (|x| >= 0.99):
+  score 0.0. A few samples past +-1 (resampling overshoot) are clipped to [-1, 1] and scored;
+  the detail says so. Integer PCM is scaled to [-1, 1]; (frames, channels) audio is downmixed.
 
 A batch whose waveform and context counts differ is a caller bug and raises ValueError.
 """
@@ -23,6 +29,9 @@ from llasa_core.audio import SAMPLE_RATE
 from llasa_core.stages import ScoreContext, VerifierScore
 
 SILENCE_PEAK = 1e-4  # -80 dBFS
+STATIONARY_DB = 8.0  # level spread (dB) below which audio is noise or a tone, not speech
+CLIPPED_FRACTION = 0.01  # share of samples at full scale above which audio counts as clipped
+FULL_SCALE = 0.99
 
 
 @dataclass
@@ -55,11 +64,29 @@ def check_waveform(waveform: np.ndarray, min_seconds: float, max_seconds: float)
     peak = float(np.max(np.abs(audio)))
     if peak < SILENCE_PEAK:
         return Checked(None, "silent audio")
+    at_full_scale = float(np.mean(np.abs(audio) >= FULL_SCALE))
+    if at_full_scale > CLIPPED_FRACTION:
+        return Checked(None, f"clipped audio: {100 * at_full_scale:.1f} % of samples at full scale")
+    spread = level_spread_db(audio)
+    if spread < STATIONARY_DB:
+        return Checked(None, f"not speech: the level varies only {spread:.1f} dB (noise or a tone)")
     detail = {}
     if peak > 1.0:
         audio = np.clip(audio, -1.0, 1.0)
         detail["clipped"] = True
     return Checked(audio, detail=detail)
+
+
+def level_spread_db(audio: np.ndarray, frame: int = SAMPLE_RATE // 50) -> float:
+    """dB between the loud (90th percentile) and quiet (10th) 20 ms frames, over frames within
+    60 dB of the loudest: syllables and pauses make speech spread far more than steady noise."""
+    count = audio.size // frame
+    if count < 5:  # under 0.1 s: too short to tell
+        return float("inf")
+    frames = audio[: count * frame].reshape(count, frame)
+    levels = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)
+    levels = levels[levels > levels.max() - 60]
+    return float(np.percentile(levels, 90) - np.percentile(levels, 10))
 
 
 def check_batch(waveforms: Sequence[np.ndarray], contexts: Sequence[ScoreContext]) -> None:
