@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 
 import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 
 class KVPool:
@@ -100,3 +102,26 @@ class StepCache:
         keys[self.row_index, :, self.positions] = key_states[:, :, 0].to(keys.dtype)
         values[self.row_index, :, self.positions] = value_states[:, :, 0].to(values.dtype)
         return keys[: self.rows, :, : self.kv_length], values[: self.rows, :, : self.kv_length]
+
+
+def decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention of one new token per row over the padded pool, as two batched matmuls.
+
+    Torch's fused CPU attention is slow on this shape (one query, a strided key view, a boolean
+    mask: 5.6 ms for 64 rows against 1.6 ms here), and grouped-query heads would be repeated
+    (copied) first; here the query heads of a group attend to their shared key head directly.
+    Anything else (a prefill) goes to SDPA.
+    """
+    if query.shape[2] != 1 or attention_mask is None or attention_mask.dtype != torch.bool:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      **kwargs)
+    rows, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    grouped = query.view(rows, kv_heads, heads // kv_heads, dim)
+    scores = torch.matmul(grouped, key.transpose(-1, -2)) * (scaling if scaling is not None else dim ** -0.5)
+    weights = scores.masked_fill(~attention_mask, float("-inf")).softmax(dim=-1, dtype=torch.float32)
+    output = torch.matmul(weights.to(value.dtype), value)  # rows, kv_heads, group, dim
+    return output.view(rows, heads, 1, dim).transpose(1, 2), None
+
+
+AttentionInterface.register("llasa_decode", decode_attention)

@@ -103,6 +103,7 @@ class LMScheduler:
     def __init__(self, model, vocab, device: torch.device, kv_budget_tokens: int, max_waiting_sessions: int,
                  session_idle_seconds: float, stop_check_every: int = 1):
         self.model, self.vocab, self.device = model, vocab, device
+        model.set_attn_implementation("llasa_decode")  # see lm_pool.decode_attention
         config = model.config
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.pool = KVPool(config.num_hidden_layers, config.num_key_value_heads, head_dim, model.dtype, device,
