@@ -71,9 +71,15 @@ class KVPool:
 
     def swap(self, a: int, b: int, positions_a: int, positions_b: int) -> None:
         started = time.perf_counter()
-        n = max(positions_a, positions_b)
         for layer in self.keys + self.values:
-            layer[[a, b], :, :n] = layer[[b, a], :, :n]
+            if positions_b == 0:  # into an empty slot: one copy
+                layer[b, :, :positions_a] = layer[a, :, :positions_a]
+            elif positions_a == 0:
+                layer[a, :, :positions_b] = layer[b, :, :positions_b]
+            else:
+                held = layer[a, :, :positions_a].clone()
+                layer[a, :, :positions_b] = layer[b, :, :positions_b]
+                layer[b, :, :positions_a] = held
         self.tokens[[a, b]] = self.tokens[[b, a]]
         self.positions_copied += positions_a + positions_b
         self.copy_seconds += time.perf_counter() - started

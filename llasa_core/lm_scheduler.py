@@ -442,7 +442,7 @@ class LMScheduler:
         low = min(row.read_upto for row in live)
         high = max(row.positions for row in live) + 1
         window = self.pool.tokens[[row.slot for row in live], low:high].tolist()
-        for row, tokens in zip(live, window):
+        for row, tokens in sorted(zip(live, window), key=lambda pair: -pair[0].slot):  # tail first: fewer moves
             for index in range(row.read_upto, row.positions + 1):
                 token = tokens[index - low]
                 if token == self.vocab.speech_end_id:
@@ -461,7 +461,7 @@ class LMScheduler:
 
     def _finish(self, call: _Call) -> None:
         session = call.session
-        for row in call.rows:
+        for row in sorted(call.rows, key=lambda row: -row.slot):  # the tail of the batch leaves without moves
             if not row.finished:
                 self._leave(row)
         session.rows = [None if row.finished else row for row in call.rows]
