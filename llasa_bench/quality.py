@@ -3,7 +3,11 @@
 For every (strategy, N) setting it synthesises each sentence, measures the chosen audio with
 evaluation models, and records the compute the search spent. The evaluation ASR may differ from
 the verifier the search used; when they coincide the report says so (`eval_is_verifier`), since a
-search can overfit its own verifier: keep a second, independent evaluation ASR beside it.
+search can overfit its own verifier. Every report therefore also has an independent judge
+(`verifiers.judge`: Whisper base, none of the search's verifiers; the `judge` extra) and, per
+setting, the overfitting gap against best_of_n N = 1: the WER the verifier's own ASR says the
+search gained, minus the WER the judge says it gained (`verifier_gain`, `judge_gain`,
+`overfitting_gap`; a gap near 0 means the search bought real intelligibility).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from tqdm import tqdm
 from llasa_core.audio import read_audio
 from llasa_core.search import SearchConfig
 from llasa_core.stages import ScoreContext
+from verifiers.judge import JUDGE_NAME
 
 STRATEGIES = ("best_of_n", "beam", "dvts", "prm_orm")
 
@@ -137,12 +142,35 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
+def overfitting(summary: list[dict], verifier_metric: str | None, judge_metric: str | None) -> None:
+    """Add verifier_gain, judge_gain and overfitting_gap (WER drops against best_of_n N = 1) to
+    each summary entry, where both metrics and the baseline exist."""
+    baseline = next((s for s in summary if s["strategy"] == "best_of_n" and s["n"] == 1), None)
+    for entry in summary:
+        values = [None if baseline is None or m is None or baseline.get(m) is None or entry.get(m) is None
+                  else baseline[m] - entry[m] for m in (verifier_metric, judge_metric)]
+        entry["verifier_gain"], entry["judge_gain"] = values
+        entry["overfitting_gap"] = None if None in values else values[0] - values[1]
+
+
 def eval_is_verifier(evaluation: dict, verifier_configs: list[dict]) -> bool | None:
     """Whether an evaluation model is one the search optimised (None: unknown, a remote service)."""
     if any("served_by" in v for v in verifier_configs):
         return None
     return any(v["kind"] == evaluation["kind"] and v.get("backend") in (None, evaluation.get("backend"))
                for v in verifier_configs)
+
+
+def add_judge(evaluators: dict) -> str:
+    """Add the independent judge ASR to the evaluators; say what was done."""
+    from verifiers.judge import build_judge
+
+    try:
+        evaluators[JUDGE_NAME] = build_judge()
+    except RuntimeError as error:
+        print(f"warning: no independent judge in this report: {error}")
+        return f"none: {error}"
+    return "whisper base (verifiers.judge), none of the search's verifiers"
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -200,8 +228,11 @@ def run(args) -> None:
     if any(s.reference_audio is not None for s in sentences):
         eval_configs.append({"name": "sim", "kind": "speaker"})
     evaluators = build_verifiers(eval_configs)
+    judge_note = add_judge(evaluators)
     rows = asyncio.run(sweep(engine, evaluators, sentences, grid, args))
     summary = summarise(rows)
+    verifier_eval = next((c["name"] for c in eval_configs if c["kind"] == "asr" and eval_is_verifier(c, verifier_configs)), None)
+    overfitting(summary, verifier_eval and f"eval_{verifier_eval}", f"eval_{JUDGE_NAME}" if JUDGE_NAME in evaluators else None)
     write_csv(out / "quality_rows.csv", rows)
     write_csv(out / "quality_summary.csv", summary)
     metrics = [key for key in summary[0] if key.startswith("eval_")]
@@ -210,6 +241,8 @@ def run(args) -> None:
         "verifiers": verifier_configs,
         "evaluation": {c["name"]: {**c, "eval_is_verifier": eval_is_verifier(c, verifier_configs)}
                        for c in eval_configs},
+        "judge": judge_note,
+        "overfitting_verifier_metric": verifier_eval,
         "seed": args.seed,
         "summary": summary,
     }
@@ -217,5 +250,7 @@ def run(args) -> None:
     plot(summary, metrics, out / "quality.png")
     for entry in summary:
         figures = "  ".join(f"{m.removeprefix('eval_')}={entry[m]:.3f}" for m in metrics if entry[m] is not None)
+        gap = "" if entry["overfitting_gap"] is None else (
+            f"  gain verifier={entry['verifier_gain']:+.3f} judge={entry['judge_gain']:+.3f} gap={entry['overfitting_gap']:+.3f}")
         print(f"{entry['strategy']:>9} N={entry['n']:<3} {figures}  lm_tokens={entry['lm_tokens']:.0f}  "
-              f"wall={entry['wall_seconds']:.2f}s")
+              f"wall={entry['wall_seconds']:.2f}s{gap}")

@@ -39,6 +39,21 @@ def test_writes_rows_summary_json_and_plot(quality_run):
     assert (quality_run / "quality.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads((quality_run / "quality.json").read_text())
     assert report["evaluation"]["wer_pocketsphinx"]["eval_is_verifier"] is True
+    assert "none of the search's verifiers" in report["judge"]
+    assert report["overfitting_verifier_metric"] == "wer_pocketsphinx"
+
+
+def test_judge_and_overfitting_gap_beside_the_verifier(quality_run):
+    summary = {(s["strategy"], int(s["n"])): s for s in read(quality_run / "quality_summary.csv")}
+    for entry in summary.values():
+        assert float(entry["eval_judge_whisper_base"]) >= 0
+        gap = float(entry["verifier_gain"]) - float(entry["judge_gain"])
+        assert float(entry["overfitting_gap"]) == pytest.approx(gap)
+    baseline = summary[("best_of_n", 1)]
+    assert float(baseline["verifier_gain"]) == float(baseline["judge_gain"]) == 0
+    two = summary[("best_of_n", 2)]
+    assert float(two["judge_gain"]) == pytest.approx(
+        float(baseline["eval_judge_whisper_base"]) - float(two["eval_judge_whisper_base"]))
 
 
 def test_numbers_are_consistent(quality_run):
