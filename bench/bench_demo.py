@@ -6,9 +6,10 @@
 
 For each sentence, one best-of-8 search (seeded) with the ASR verifier (faster-whisper, Whisper
 tiny.en) samples 8 i.i.d. candidates: N = 1 is the first one, best-of-4 the verifier's pick among
-the first four, best-of-8 its pick among all. Each pick is then transcribed by a judge ASR that is
-not the verifier (pocketsphinx) as well as by the verifier's own ASR (optimistic for the picks,
-unbiased for N = 1). Also: real-time factor of one N = 1 request (wall / audio seconds), and the
+the first four, best-of-8 its pick among all. Each pick is then transcribed by judge ASRs that are
+not the verifier (pocketsphinx; Whisper base, `verifiers.judge`, with the `judge` extra) as well
+as by the verifier's own ASR (optimistic for the picks, unbiased for N = 1). bench/bench_judge.py
+compares verifier configs on the same candidates. Also: real-time factor of one N = 1 request (wall / audio seconds), and the
 codec round trip (piper speech -> encode -> decode) against the unquantised speech.
 """
 
@@ -127,6 +128,9 @@ def main() -> None:
     engine = LlasaTTS(TransformersLM(f"{args.model}/lm"), codec, {"asr": build_verifier({"name": "asr", "kind": "asr"})})
     whisper = FasterWhisperTranscriber()
     judge = PocketSphinxTranscriber()
+    from verifiers.judge import build_judge
+
+    whisper_base = build_judge().transcriber
     wer = lambda text, hyp: error_rate(text, hyp, "en")[1]
 
     picks = {"n1": [], "best_of_4": [], "best_of_8": []}
@@ -151,6 +155,7 @@ def main() -> None:
         texts, audios = zip(*items)
         report[name] = {
             "wer_judge_pocketsphinx": float(np.mean([wer(t, h) for t, h in zip(texts, judge.transcribe(list(audios), "en"))])),
+            "wer_judge_whisper_base": float(np.mean([wer(t, h) for t, h in zip(texts, whisper_base.transcribe(list(audios), "en"))])),
             "wer_verifier_asr_whisper": float(np.mean([wer(t, h) for t, h in zip(texts, whisper.transcribe(list(audios), "en"))])),
         }
 
