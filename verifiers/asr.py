@@ -81,14 +81,11 @@ class FasterWhisperTranscriber:
         return Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
 
     def transcribe(self, audios: Sequence[np.ndarray], language: str) -> list[str]:
-        return [text for text, _ in self._transcribe(audios, language)]
-
-    def _transcribe(self, audios: Sequence[np.ndarray], language: str) -> list[tuple[str, list[int]]]:
-        """(text, text token ids) per clip; one encoder + greedy decoder batch per bucket."""
+        """One text per clip; one encoder + greedy decoder batch per bucket."""
         from faster_whisper.audio import pad_or_trim
 
         tokenizer = self._tokenizer(language)
-        out: list[tuple[str, list[int]] | None] = [None] * len(audios)
+        out: list[str | None] = [None] * len(audios)
         buckets: dict[float, list[int]] = {}
         for i, audio in enumerate(audios):
             if audio.size <= WHISPER_WINDOW_S * SAMPLE_RATE:
@@ -102,15 +99,14 @@ class FasterWhisperTranscriber:
             )
             for i, result in zip(members, results):
                 ids = _until_past_end(result.sequences_ids[0], tokenizer.timestamp_begin, audios[i].size / SAMPLE_RATE)
-                out[i] = (tokenizer.decode(ids).strip(), ids)
-        for i, item in enumerate(out):
-            if item is None:
+                out[i] = tokenizer.decode(ids).strip()
+        for i, text in enumerate(out):
+            if text is None:
                 segments, _ = self.model.transcribe(
                     audios[i], language=language if self.model.model.is_multilingual else None,
                     beam_size=1, condition_on_previous_text=False, vad_filter=False,
                 )
-                text = " ".join(s.text for s in segments).strip()
-                out[i] = (text, self.model.hf_tokenizer.encode(" " + text, add_special_tokens=False).ids)
+                out[i] = " ".join(s.text for s in segments).strip()
         return out
 
 
