@@ -28,7 +28,6 @@ from transformers import (
     DynamicCache,
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
@@ -50,16 +49,20 @@ _RELEASED_IDS_KEPT = 4096
 
 
 def _processors(params: SamplingParams) -> LogitsProcessorList:
+    """Everything but the temperature, which the sampler applies itself."""
     processors = LogitsProcessorList()
     if params.repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
-    if params.temperature > 0 and params.temperature != 1.0:
-        processors.append(TemperatureLogitsWarper(params.temperature))
     if params.top_k > 0:
         processors.append(TopKLogitsWarper(params.top_k))
     if params.top_p < 1.0:
         processors.append(TopPLogitsWarper(params.top_p))
     return processors
+
+
+# Sampling picks a block of logit columns first, then a column inside it: two short cumulative
+# sums instead of one over the whole speech vocabulary.
+_BLOCK = 256
 
 
 @dataclass(eq=False)
@@ -116,11 +119,12 @@ class LMScheduler:
         self.stop_check_every = stop_check_every
         # After SPEECH_GENERATION_START only speech tokens and the end token may follow, so only
         # their rows of the LM head are computed (a third of Llasa-1B's vocabulary): columns
-        # 0..num-1 are the speech codes, num the end token, num+1 a never-sampled column that
-        # other history tokens map to for the repetition penalty.
+        # 0..num-1 are the speech codes, num the end token, num+1.. never-sampled padding (-inf;
+        # other history tokens map to num+1 for the repetition penalty).
         first, num = vocab.first_speech_id, vocab.num_speech_tokens
+        width = -(-(num + 2) // _BLOCK) * _BLOCK  # never-sampled padding up to whole sampling blocks
         self._column_ids = torch.cat([
-            torch.arange(first, first + num), torch.tensor([vocab.speech_end_id, vocab.speech_end_id])
+            torch.arange(first, first + num), torch.full((width - num,), vocab.speech_end_id)
         ]).to(device)
         self._arange = torch.arange(0, device=device)
 
@@ -398,16 +402,26 @@ class LMScheduler:
         """Sample one token for each of the call's result rows `rows`, with its session's generator
         only. One uniform number is drawn for every row of the call, live or not, so what a row
         gets depends neither on the batch nor on when finished rows were noticed."""
+        params = call.request.sampling
         scores = logits
+        if params.temperature > 0 and params.temperature != 1.0:
+            scores = scores / params.temperature
         if call.processors:
-            scores = call.processors(self._columns_of(history), scores)
-        if call.request.sampling.temperature <= 0:
+            history = self._columns_of(history) if params.repetition_penalty != 1.0 else history
+            scores = call.processors(history, scores)
+        if params.temperature <= 0:
             return self._column_ids[scores.argmax(dim=-1)]
         uniform = torch.rand(len(call.rows) or len(rows), generator=call.session.generator, device=self.device)
-        cdf = torch.softmax(scores, dim=-1).cumsum(dim=-1)
-        target = uniform[rows] * cdf[:, -1]
-        picked = torch.searchsorted(cdf, target[:, None], right=True)[:, 0]
-        return self._column_ids[picked.clamp_(max=cdf.shape[1] - 2)]
+        weights = torch.exp(scores - scores.max(dim=-1, keepdim=True).values)
+        blocks = weights.view(weights.shape[0], -1, _BLOCK)
+        block_cdf = blocks.sum(dim=-1).cumsum(dim=-1)
+        target = uniform[rows] * block_cdf[:, -1]
+        block = torch.searchsorted(block_cdf, target[:, None], right=True).clamp_(max=block_cdf.shape[1] - 1)
+        before = torch.where(block > 0, block_cdf.gather(1, (block - 1).clamp_(min=0)), 0.0)
+        inner_cdf = blocks[torch.arange(blocks.shape[0], device=self.device), block[:, 0]].cumsum(dim=-1)
+        inner = torch.searchsorted(inner_cdf, target[:, None] - before, right=True).clamp_(max=_BLOCK - 1)
+        picked = (block * _BLOCK + inner)[:, 0].clamp_(max=self.vocab.num_speech_tokens)
+        return self._column_ids[picked]
 
     def _speech_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits of the speech tokens and the end token only (see `_column_ids`), float32."""
@@ -415,12 +429,12 @@ class LMScheduler:
         first, num = self.vocab.first_speech_id, self.vocab.num_speech_tokens
         end = self.vocab.speech_end_id
         bias = head.bias
-        logits = torch.empty(hidden.shape[0], num + 2, dtype=torch.float32, device=self.device)
+        logits = torch.empty(hidden.shape[0], self._column_ids.shape[0], dtype=torch.float32, device=self.device)
         logits[:, :num] = torch.nn.functional.linear(hidden, head.weight[first:first + num],
                                                      None if bias is None else bias[first:first + num])
         logits[:, num:num + 1] = torch.nn.functional.linear(hidden, head.weight[end:end + 1],
                                                             None if bias is None else bias[end:end + 1])
-        logits[:, num + 1] = float("-inf")
+        logits[:, num + 1:] = float("-inf")
         return logits
 
     def _columns_of(self, history: torch.Tensor) -> torch.Tensor:

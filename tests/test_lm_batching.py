@@ -12,7 +12,7 @@ import torch
 
 from llasa_core.engine import LocalLM
 from llasa_core.lm import KVBudgetExhausted, SessionError, TransformersLM
-from llasa_core.stages import GenerateRequest
+from llasa_core.stages import GenerateRequest, SamplingParams
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +177,27 @@ def test_checking_for_end_tokens_every_few_steps_gives_the_same_result(lm, promp
     assert results[0] == results[1]
     finished = [done for _, done in results[0][0]]
     assert any(finished) and not all(finished)  # some rows ended mid-chunk, some ran to its end
+
+
+def test_the_sampler_draws_from_the_softmax_of_the_logits(lm):
+    """The two-level inverse-CDF sampler (block, then column) against the exact probabilities."""
+    from concurrent.futures import Future
+
+    from llasa_core.lm_scheduler import _Call, _Session
+
+    scheduler, vocab = lm.scheduler, lm.vocab
+    columns = [5, 300, 40_000, vocab.num_speech_tokens]  # three speech codes in other blocks, and the end
+    probabilities = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    draws = 20_000
+    logits = torch.full((1, scheduler._column_ids.shape[0]), float("-inf"))
+    logits[0, columns] = probabilities.log()
+    generator = torch.Generator().manual_seed(0)
+    session = _Session(id="sampler", generator=generator, reserved=0)
+    call = _Call(request=GenerateRequest("sampler", (1,), sampling=SamplingParams(temperature=1.0)),
+                 future=Future(), session=session)
+    ids = scheduler._sample(call, logits.expand(draws, -1), None, list(range(draws)))
+    expected_ids = [vocab.first_speech_id + c for c in columns[:3]] + [vocab.speech_end_id]
+    counts = torch.tensor([(ids == i).sum().item() for i in expected_ids], dtype=torch.float32)
+    assert counts.sum() == draws  # nothing outside the four allowed columns
+    sigma = (draws * probabilities * (1 - probabilities)).sqrt()
+    assert ((counts - draws * probabilities).abs() < 4 * sigma).all(), counts
