@@ -51,27 +51,29 @@ def _out_of_time(stage: str) -> DeadlineExceeded:
     return DeadlineExceeded(f"the request's deadline passed while waiting for {stage}")
 
 
-async def call_idempotent(stage: str, call, policy: ResilienceArgs):
+async def call_idempotent(stage: str, call, policy: ResilienceArgs, alive=None):
     """`await call()` (one handle call of a pure stage method) within the time the request has left,
-    repeated with backoff when the replica dies; never repeats an application error. A slow answer
-    (queueing under load) is waited for, not taken for a death. Raises DeadlineExceeded when the
-    time runs out, StageUnavailableError when every attempt hit a dead replica."""
+    repeated with backoff when the replica dies; never repeats an application error.
+
+    A slow answer (queueing under load) is waited for, not taken for a death: every
+    `stage_timeout_s` of waiting, `alive()` (when given) asks whether the stage has a running
+    replica at all, and only a stage without one (Serve's router would wait for it forever) counts
+    as failed. Raises DeadlineExceeded when the time runs out, StageUnavailableError when every
+    attempt found the stage dead."""
     delay = policy.retry_backoff_s
     for attempt in range(policy.stage_retries + 1):
-        budget = remaining(policy)
-        if budget <= 0:
+        if remaining(policy) <= 0:
             raise _out_of_time(stage)
         try:
-            async with asyncio.timeout(budget):
-                return await call()
-        except TimeoutError:
-            raise _out_of_time(stage) from None
+            return await _wait_while_alive(stage, call, policy, alive)
         except REPLICA_FAILURES as err:
             error = f"{type(err).__name__}: {_first_line(err)}"
         except RayTaskError as err:
             if not isinstance(err.cause, REPLICA_FAILURES):
                 raise
             error = f"{type(err.cause).__name__}: {_first_line(err.cause)}"
+        except _NoLiveReplica as err:
+            error = str(err)
         if attempt == policy.stage_retries:
             break
         counter = request_context.stage_retries.get()
@@ -81,6 +83,41 @@ async def call_idempotent(stage: str, call, policy: ResilienceArgs):
         await asyncio.sleep(min(delay, max(remaining(policy), 0)))
         delay *= 2
     raise StageUnavailableError(f"{stage} failed {policy.stage_retries + 1} times, last: {error}")
+
+
+class _NoLiveReplica(RuntimeError):
+    pass
+
+
+async def _wait_while_alive(stage: str, call, policy: ResilienceArgs, alive):
+    task = asyncio.ensure_future(call())
+    try:
+        while True:
+            budget = remaining(policy)
+            if budget <= 0:
+                raise _out_of_time(stage)
+            done, _ = await asyncio.wait({task}, timeout=min(budget, policy.stage_timeout_s))
+            if done:
+                return task.result()
+            if alive is None or not await alive():
+                raise _NoLiveReplica(f"no answer within stage_timeout_s = {policy.stage_timeout_s:g} s and no "
+                                     "running replica")
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def running_replicas(handle: DeploymentHandle):
+    """An `alive()` probe for call_idempotent: does the deployment have a RUNNING replica?"""
+    async def alive() -> bool:
+        try:
+            status = await asyncio.to_thread(serve.status)
+            deployment = status.applications[handle.app_name].deployments[handle.deployment_name]
+            return deployment.replica_states.get("RUNNING", 0) > 0
+        except Exception as err:  # noqa: BLE001  (no answer from the controller: assume the worst)
+            logger.warning("could not read the status of %s (%s)", handle.deployment_name, _first_line(err))
+            return False
+    return alive
 
 
 def _first_line(error: BaseException) -> str:
@@ -157,7 +194,8 @@ class ServeCodec:
 
     async def decode(self, codes: Sequence[Sequence[int]]) -> list[np.ndarray]:
         deadline = request_context.deadline.get()
-        return await call_idempotent("CodecDecoder", lambda: self.handle.decode.remote(codes, deadline), self.policy)
+        return await call_idempotent("CodecDecoder", lambda: self.handle.decode.remote(codes, deadline), self.policy,
+                                     running_replicas(self.handle))
 
 
 class ServeVerifier:
@@ -170,7 +208,7 @@ class ServeVerifier:
 
     async def score(self, waveforms, contexts) -> list[VerifierScore]:
         return await call_idempotent(f"verifier {self.name!r}", lambda: self.handle.score.remote(waveforms, contexts),
-                                     self.policy)
+                                     self.policy, running_replicas(self.handle))
 
 
 @serve.deployment(name="SearchOrchestrator", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=8)
@@ -223,14 +261,16 @@ class SearchOrchestrator:
         request_context.stage_retries.set(retries)  # this task's context: seen by every stage call of this request
         request_context.deadline.set(job.deadline)
         if not self._layout_known:
-            rate, hop = await call_idempotent("CodecDecoder", lambda: self.codec.layout.remote(), self.policy)
+            rate, hop = await call_idempotent("CodecDecoder", lambda: self.codec.layout.remote(), self.policy,
+                                              running_replicas(self.codec))
             self.stages.sample_rate, self.stages.samples_per_token = rate, hop
             self._layout_known = True
         started = time.perf_counter()
         reference_codes: list[int] = []
         if job.reference_audio is not None:
             reference_codes = await call_idempotent(
-                "CodecDecoder", lambda: self.codec.encode.remote(job.reference_audio), self.policy)
+                "CodecDecoder", lambda: self.codec.encode.remote(job.reference_audio), self.policy,
+                running_replicas(self.codec))
         encoded = time.perf_counter()
         try:
             prompt_ids = self.prompt_builder(job.text, job.reference_text, reference_codes)

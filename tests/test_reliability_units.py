@@ -142,8 +142,9 @@ def test_call_idempotent_repeats_replica_failures_then_gives_up():
 
 
 def test_a_slow_stage_is_waited_for_until_the_deadline_and_never_repeated():
-    """Queueing is not death: a slow answer within the request's deadline is taken; past the
-    deadline the call ends with DeadlineExceeded at once, not after retries."""
+    """Queueing is not death: a slow answer within the request's deadline is taken while the stage
+    has a running replica; past the deadline the call ends with DeadlineExceeded at once, not
+    after retries."""
     attempts = []
 
     async def slow(seconds):
@@ -151,9 +152,12 @@ def test_a_slow_stage_is_waited_for_until_the_deadline_and_never_repeated():
         await asyncio.sleep(seconds)
         return "late but fine"
 
+    async def running():
+        return True
+
     async def within(budget, seconds):
         request_context.deadline.set(time.time() + budget)
-        return await call_idempotent("codec", lambda: slow(seconds), POLICY)
+        return await call_idempotent("codec", lambda: slow(seconds), POLICY, running)
 
     assert asyncio.run(within(5.0, 1.0)) == "late but fine"  # longer than stage_timeout_s, within the budget
     started = time.monotonic()
@@ -163,6 +167,26 @@ def test_a_slow_stage_is_waited_for_until_the_deadline_and_never_repeated():
     with pytest.raises(DeadlineExceeded):
         asyncio.run(within(-1.0, 0))  # out of time before the call: not even sent
     assert len(attempts) == 2
+
+
+def test_a_stage_without_a_running_replica_is_unavailable_before_the_deadline():
+    """Serve's router waits forever for a deployment with no replica: every stage_timeout_s the
+    call asks whether one runs, and with none it fails like a dead replica (retried, then
+    StageUnavailableError), long before the request's deadline."""
+    async def hangs():
+        await asyncio.sleep(60)
+
+    async def none_running():
+        return False
+
+    async def call():
+        request_context.deadline.set(time.time() + 60)
+        return await call_idempotent("verifier 'asr'", hangs, POLICY, none_running)
+
+    started = time.monotonic()
+    with pytest.raises(StageUnavailableError, match="failed 3 times, last: no answer within .* no running replica"):
+        asyncio.run(call())
+    assert time.monotonic() - started < 3
 
 
 def test_call_idempotent_never_repeats_an_application_error():
