@@ -1,7 +1,7 @@
 """`deployments.app:build_app`, the application serve_config.yaml names (no `from __future__ import
 annotations`: Serve reads the builder's annotation to parse `args` into LlasaAppArgs).
 
-The graph: TTSIngress (gRPC) -> SearchOrchestrator -> LMSampler, CodecDecoder and one
+The graph: TTSIngress (gRPC, and HTTP through deployments/http_ingress.py) -> SearchOrchestrator -> LMSampler, CodecDecoder and one
 VerifierScorer deployment per configured verifier, named `Verifier-<name>`. serve_config.yaml's
 `deployments:` section scales each of them on its own by these names.
 """
@@ -10,7 +10,7 @@ VerifierScorer deployment per configured verifier, named `Verifier-<name>`. serv
 from ray.serve import Application
 
 from .config import LlasaAppArgs
-from .ingress import TTSIngress
+from .http_ingress import HTTPIngress
 from .orchestrator import SearchOrchestrator
 from .stages import CodecDecoder, LMSampler, VerifierScorer
 
@@ -33,4 +33,4 @@ def build_app(args: LlasaAppArgs) -> Application:
                        if v.kind in ("speaker", "emotion")}
     orchestrator = SearchOrchestrator.bind(lm, codec, verifiers, args.lm, args.tiny_cache_dir, args.resilience,
                                            args.codec, process_windows)
-    return TTSIngress.bind(orchestrator, args)
+    return HTTPIngress.bind(orchestrator, args, codec)  # saved voices are codec-encoded at upload

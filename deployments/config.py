@@ -157,6 +157,8 @@ class LlasaAppArgs(_Args):
     resilience: ResilienceArgs = ResilienceArgs()
     torch_threads: int = Field(1, ge=1, description="torch CPU threads per replica")
     tiny_cache_dir: str = Field(".cache/tiny", description="where tiny-random checkpoints live; relative to the repo root")
+    voice_store: str = Field(".cache/voices", description="saved voices: a directory (relative to the repo root) or "
+                                                          "an fsspec URL every replica reaches, e.g. s3://bucket/voices")
 
     @model_validator(mode="after")
     def _check(self) -> "LlasaAppArgs":

@@ -111,6 +111,11 @@ class Service:
     address: str
     log: Path
     config: dict  # the config it runs
+    metrics_port: int | None = None  # Ray's Prometheus export (every node's metrics agent)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.config['http_options']['port']}"
 
 
 @pytest.fixture(scope="session")
@@ -125,13 +130,15 @@ def service(tmp_path_factory) -> Service:
     keys_file.write_text(f"# test keys\n{TEST_API_KEY}\n{OTHER_API_KEY}  # a second client\n")
     base = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config = test_config(base, grpc_port, http_port, keys_file)
+    config["applications"][0]["args"]["voice_store"] = str(work / "voices")
+    metrics_port = free_port()
     config_path.write_text(yaml.safe_dump(config))
     previous_key = os.environ.get("LLASA_API_KEY")
     os.environ["LLASA_API_KEY"] = TEST_API_KEY  # every TTSClient of this process sends it
     # Serve's gRPC proxy takes messages up to 2 GiB unless told otherwise (deployments/README.md).
     os.environ.setdefault(MESSAGE_CAP_ENV, str(MESSAGE_CAP))
     context = ray.init(num_cpus=4, include_dashboard=False, namespace="serve", log_to_driver=False,
-                       configure_logging=False)
+                       configure_logging=False, _metrics_export_port=metrics_port)
     process = None
     try:
         env = {**os.environ, "RAY_ADDRESS": context.address_info["gcs_address"]}
@@ -140,7 +147,7 @@ def service(tmp_path_factory) -> Service:
         address = f"127.0.0.1:{grpc_port}"
         wait_until_up(address, process)
         wait_until_running(config["applications"][0]["name"])
-        yield Service(address=address, log=log, config=config)
+        yield Service(address=address, log=log, config=config, metrics_port=metrics_port)
     finally:
         if process is not None:
             stop_serve_run(process)
