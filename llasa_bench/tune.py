@@ -71,8 +71,9 @@ async def batching_gain(handle, method: str, calls: list[tuple], repeats: int = 
     """Sum over `calls` of t(call alone) / t(all calls concurrently), medians over repeats."""
     call = getattr(handle, method)
     await call.remote(*calls[0])  # warm up
-    alone = sum(statistics.median([await _timed(lambda: [call.remote(*args)]) for _ in range(repeats)])
-                for args in calls)
+    alone = 0.0
+    for args in calls:
+        alone += statistics.median([await _timed(lambda: [call.remote(*args)]) for _ in range(repeats)])
     together = statistics.median([await _timed(lambda: [call.remote(*args) for args in calls])
                                   for _ in range(repeats)])
     return max(1.0, alone / together)
