@@ -201,3 +201,12 @@ def test_the_sampler_draws_from_the_softmax_of_the_logits(lm):
     assert counts.sum() == draws  # nothing outside the four allowed columns
     sigma = (draws * probabilities * (1 - probabilities)).sqrt()
     assert ((counts - draws * probabilities).abs() < 4 * sigma).all(), counts
+
+
+def test_a_full_kv_budget_is_resource_exhausted_at_the_ingress():
+    import grpc
+
+    from deployments.ingress import _status_of
+
+    code, message = _status_of(KVBudgetExhausted("this LM replica's KV budget is full"), timeout=60)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "KV budget is full" in message
