@@ -253,9 +253,13 @@ def asr_word_timestamps(verifier, waveforms: Sequence[np.ndarray], contexts: Seq
     if transcriber is None:
         raise ValueError(f"verifier {verifier.name!r} has no faster-whisper model; word timestamps need one")
     audios = [check_waveform(w, 0.1, WHISPER_WINDOW_S).audio for w in waveforms]
-    usable = [i for i, a in enumerate(audios) if a is not None]
+    by_language: dict[str, list[int]] = {}
+    for i, audio in enumerate(audios):
+        if audio is not None:
+            by_language.setdefault(contexts[i].language, []).append(i)
     out: list[list[dict]] = [[] for _ in waveforms]
-    for i, words in zip(usable, word_timestamps(transcriber, [audios[i] for i in usable],
-                                                [contexts[i].text for i in usable], contexts[0].language if usable else "en")):
-        out[i] = [asdict(w) for w in words]
+    for language, members in by_language.items():
+        aligned = word_timestamps(transcriber, [audios[i] for i in members], [contexts[i].text for i in members], language)
+        for i, words in zip(members, aligned):
+            out[i] = [asdict(w) for w in words]
     return out

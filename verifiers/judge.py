@@ -39,9 +39,10 @@ def whisper_base_dir(cache: Path = DEFAULT_CACHE) -> Path:
     return cache
 
 
-def build_judge(cpu_threads: int = 0, cache: Path = DEFAULT_CACHE):
-    """The judge as an ASR verifier (score = 1 - WER, raw = WER, the transcript in detail)."""
-    from verifiers.asr import AsrVerifier, FasterWhisperTranscriber
+def build_judge(cpu_threads: int = 0):
+    """The judge as an ASR verifier (score = 1 - WER, raw = WER, the transcript in detail); in a
+    service config the same is `{kind: asr, backend: whisper-base-judge}`."""
+    from verifiers.registry import build_verifier
 
-    transcriber = FasterWhisperTranscriber(str(whisper_base_dir(cache)), cpu_threads=cpu_threads)
-    return AsrVerifier(transcriber, name=JUDGE_NAME)
+    return build_verifier({"name": JUDGE_NAME, "kind": "asr", "backend": "whisper-base-judge",
+                           "options": {"cpu_threads": cpu_threads}})

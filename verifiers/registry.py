@@ -14,13 +14,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from verifiers.asr import AsrVerifier, FasterWhisperTranscriber, ParaformerTranscriber, PocketSphinxTranscriber, WhisperTranscriber
+from verifiers.judge import whisper_base_dir
 from verifiers.similarity import SimilarityVerifier
 
 Kind = Literal["asr", "speaker", "emotion"]
 
 # kind -> backend -> needs a model id/path (True) or has embedded weights (False)
 BACKENDS: dict[str, dict[str, bool]] = {
-    "asr": {"faster-whisper": False, "whisper": True, "paraformer": True, "pocketsphinx": False, "ensemble": False},
+    "asr": {"faster-whisper": False, "whisper": True, "paraformer": True, "pocketsphinx": False, "ensemble": False,
+            "whisper-base-judge": False},
     "speaker": {"resemblyzer": False, "wavlm": True, "wespeaker-onnx": True, "ensemble": False},
     "emotion": {"emotion2vec": True, "ensemble": False},
 }
@@ -112,6 +114,7 @@ def build_verifier(config: VerifierConfig | dict):
             "whisper": lambda: WhisperTranscriber(c.model, device=c.device, **c.options),
             "paraformer": lambda: ParaformerTranscriber(c.model, device=c.device, **c.options),
             "pocketsphinx": lambda: PocketSphinxTranscriber(c.model, **c.options),
+            "whisper-base-judge": lambda: FasterWhisperTranscriber(str(whisper_base_dir()), device=c.device, **c.options),
         }[c.backend]()
         return AsrVerifier(transcriber, name=c.name, **limits)
     if c.kind == "speaker":
