@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import time
 import uuid
 
@@ -16,7 +17,7 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
-from serve_support import TEST_API_KEY, speech_wav
+from serve_support import ROOT, TEST_API_KEY, speech_wav
 
 from llasa_client import SynthesisOptions, TTSClient
 
@@ -182,10 +183,14 @@ def sf_bytes(audio: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_search_metrics_reach_prometheus(client, service):
-    speak(client, n=2, return_scores=True, verifiers={"speaker": 1.0})
-    wanted = ("ray_llasa_searches_total", "ray_llasa_lm_tokens_total", "ray_llasa_stage_seconds_bucket",
-              "ray_llasa_time_to_first_audio_seconds_bucket", "ray_llasa_candidates_total")
+def test_search_metrics_reach_prometheus_with_every_name_the_dashboard_plots(client, service):
+    speak(client, n=2)
+    with pytest.raises(openai.APIStatusError) as info:  # a search out of time: 504, counted as a failure
+        speak(client, max_speech_tokens=500, step_tokens=50, timeout_seconds=0.05)
+    assert info.value.status_code == 504 and "did not finish within" in info.value.body["message"]
+    dashboard = (ROOT / "examples" / "grafana-dashboard.json").read_text()
+    wanted = sorted(set(re.findall(r"ray_llasa_\w+", dashboard)))
+    assert len(wanted) >= 7
     deadline, text = time.monotonic() + 60, ""
     while time.monotonic() < deadline:  # the agent exports every few seconds
         text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=10).text
@@ -196,4 +201,4 @@ def test_search_metrics_reach_prometheus(client, service):
     assert not missing, missing
     searches = [line for line in text.splitlines() if line.startswith("ray_llasa_searches_total{")]
     assert any('strategy="best_of_n"' in line and 'n="2"' in line for line in searches), searches
-    assert 'stage="codec"' in text and 'kind="generated"' in text
+    assert 'stage="codec"' in text and 'kind="generated"' in text and 'status="504"' in text
