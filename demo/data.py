@@ -18,7 +18,8 @@ code's mean magnitude spectrum as its decoder); 3. the code shards.
 Deterministic: sentences, voices and scales are seeded per shard, and piper's noise comes from
 onnxruntime's generator, seeded per shard by loading the voice afresh. Every file is written
 under a temporary name and renamed, so an interruption at any point loses at most one shard.
-A code shard records its codec's id; shards of another codec are rejected by the trainer.
+A code shard records its codec's id. To change the codec, delete `<out>/codec` and rerun: the
+codec is retrained and every shard of another codec is made again, identical but for its codes.
 """
 
 from __future__ import annotations
@@ -199,16 +200,18 @@ def main() -> None:
 
     for index in range(args.shards):
         path = out / "codes" / f"shard{index:05d}.npz"
-        if path.exists():
-            continue
+        if path.exists() and str(np.load(path)["codec"]) == codec_id(codec):
+            continue  # a shard of another codec (one retrained: delete <out>/codec) is made again
         shard_started = time.time()
         audio_path = audio_folder / f"shard{index:05d}.npz"
-        items = load_audio_shard(audio_path) if audio_path.exists() else synthesise_shard(index, phonemise)
+        kept = audio_path.exists()
+        items = load_audio_shard(audio_path) if kept else synthesise_shard(index, phonemise)
         save_npz(path, **encode(items, codec))
-        seconds += sum(map(len, items["audio"])) / 16_000
+        speech = sum(map(len, items["audio"])) / 16_000
+        seconds += 0 if kept else speech  # kept audio was counted when it was made
         elapsed = time.time() - started
-        print(f"shard {index}: {sum(map(len, items['audio'])) / 16_000:.0f} s of speech in {time.time() - shard_started:.0f} s; "
-              f"this run {seconds / 3600:.2f} h in {elapsed / 3600:.2f} h ({seconds / max(elapsed, 1e-9):.1f}x real time)", flush=True)
+        print(f"shard {index}: {speech:.0f} s of speech in {time.time() - shard_started:.0f} s; this run made "
+              f"{seconds / 3600:.2f} h in {elapsed / 3600:.2f} h ({seconds / max(elapsed, 1e-9):.1f}x real time)", flush=True)
 
 
 if __name__ == "__main__":
