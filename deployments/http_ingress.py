@@ -290,13 +290,16 @@ class HTTPIngress(TTSIngress.func_or_class):
                 return await response
         except BaseException as err:
             _cancel(response)  # the search stops: a timed-out await alone would leave it running
-            raise self._api_error(err, timeout) from err
+            api = self._api_error(err, timeout)
+            if api is None:
+                raise
+            raise api from err
 
-    def _api_error(self, err: BaseException, timeout: float) -> BaseException:
+    def _api_error(self, err: BaseException, timeout: float) -> APIError | None:
+        """The HTTP error a failure answers with (counted), or None for one nobody judged."""
         api = err if isinstance(err, APIError) else api_error_of(err, timeout)
-        if api is None:
-            return err
-        self.metrics.failed(api.status, "http")
+        if api is not None:
+            self.metrics.failed(api.status, "http")
         return api
 
     async def _events(self, job: SynthesisJob, body: SpeechRequest, started: float,
@@ -325,7 +328,9 @@ class HTTPIngress(TTSIngress.func_or_class):
         except BaseException as err:
             _cancel(stream)
             api = self._api_error(err, timeout)
-            if not sent_any or not isinstance(api, APIError):
+            if api is None:
+                raise
+            if not sent_any:
                 raise api from err
             # The status line is gone: the error travels as the stream's last event.
             yield _sse({"type": "error", **error_body(api.status, api.message, api.param, api.code)})
@@ -354,10 +359,15 @@ class HTTPIngress(TTSIngress.func_or_class):
             await asyncio.to_thread(check_reference, reference, "audio")
         except (RequestError, InputError, VoiceNameError) as err:
             raise APIError(400, str(err).replace("reference.audio", "audio")) from None
+        timeout = self.args.resilience.stage_timeout_s
         try:
-            codes = await self.codec.encode.remote(reference)
+            async with asyncio.timeout(timeout):
+                codes = await self.codec.encode.remote(reference)
         except BaseException as err:
-            raise self._api_error(err, self.args.defaults.timeout_seconds) from err
+            api = self._api_error(err, timeout)
+            if api is None:
+                raise
+            raise api from err
         voice = new_voice(voice_name, transcript, reference, codes)
         try:
             await asyncio.to_thread(self.voices.save, voice)
