@@ -25,6 +25,7 @@ class KVPool:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.tokens = torch.empty(0, 0, dtype=torch.long, device=device)
+        self.positions = torch.empty(0, dtype=torch.long, device=device)  # KV positions each slot holds
         self._allocate(slots, length)
         self.positions_copied = 0  # KV positions copied by forks and swaps (each: every layer's K and V)
         self.copy_seconds = 0.0
@@ -43,11 +44,13 @@ class KVPool:
         keys = [torch.zeros(slots, heads, length, dim, dtype=self.dtype, device=self.device) for _ in range(layers)]
         values = [torch.zeros_like(k) for k in keys]
         tokens = torch.full((slots, length), self.filler_token, dtype=torch.long, device=self.device)
+        positions = torch.zeros(slots, dtype=torch.long, device=self.device)
         if old_slots:
             for new, old in zip(keys + values, self.keys + self.values):
                 new[:old_slots, :, :old_length] = old
             tokens[:old_slots, :old_length] = self.tokens
-        self.keys, self.values, self.tokens = keys, values, tokens
+            positions[:old_slots] = self.positions
+        self.keys, self.values, self.tokens, self.positions = keys, values, tokens, positions
 
     def reserve(self, slots: int, length: int) -> None:
         """Grow (slots by doubling) to hold `slots` rows of `length` tokens; existing rows are kept."""
@@ -66,6 +69,7 @@ class KVPool:
         for layer in self.keys + self.values:
             layer[target, :, :positions] = layer[source, :, :positions]
         self.tokens[target] = self.tokens[source]
+        self.positions[target] = self.positions[source]
         self.positions_copied += positions
         self.copy_seconds += time.perf_counter() - started
 
@@ -81,6 +85,7 @@ class KVPool:
                 layer[a, :, :positions_b] = layer[b, :, :positions_b]
                 layer[b, :, :positions_a] = held
         self.tokens[[a, b]] = self.tokens[[b, a]]
+        self.positions[[a, b]] = self.positions[[b, a]]
         self.positions_copied += positions_a + positions_b
         self.copy_seconds += time.perf_counter() - started
 
@@ -92,6 +97,7 @@ class KVPool:
             self.keys[layer][index, :, :positions] = kept.keys[0].to(self.dtype)
             self.values[layer][index, :, :positions] = kept.values[0].to(self.dtype)
         self.tokens[index, :positions] = prompt
+        self.positions[index] = positions
 
 
 class StepCache:

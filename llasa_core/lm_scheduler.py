@@ -96,6 +96,9 @@ class _Call:
     budget: int = 0  # tokens to sample per row in this call
     sampled: int = 0  # tokens sampled per row so far
     prefilled: int = 0
+    layout: int = -1  # the scheduler's layout version that `slots` / `result_rows` were built for
+    slots: torch.Tensor | None = None  # slots of the live rows (device)
+    result_rows: torch.Tensor | None = None  # their indices in `rows` (device)
     started: float = field(default_factory=time.perf_counter)
     processors: LogitsProcessorList = field(default_factory=LogitsProcessorList)
 
@@ -136,6 +139,7 @@ class LMScheduler:
         self._active: list[_Row] = []  # rows in the next forward pass; row i sits in slot i
         self._owner: list[_Row | None] = [None] * self.pool.slots
         self._calls: list[_Call] = []
+        self._layout = 0  # bumped whenever a row joins, leaves or moves: per-call indices are rebuilt
 
         # Counters (read from other threads for stats; plain ints).
         self.tokens_computed = 0  # positions run through the model (prefill + decode rows)
@@ -308,7 +312,8 @@ class LMScheduler:
         self.pool.write_prefill(cache, slots, prompt)
         call.processors = _processors(request.sampling)
         call.rows = rows
-        first = self._sample(call, logits.expand(n, -1), self.pool.tokens[slots, :length], list(range(n)))
+        first = self._sample(call, logits.expand(n, -1), self.pool.tokens[slots, :length],
+                             torch.arange(n, device=self.device))
         self.pool.tokens[slots, length] = first
         self._begin(call, rows)
         call.sampled = 1
@@ -369,9 +374,8 @@ class LMScheduler:
     # The token step --------------------------------------------------------------------------------
     def _step(self) -> None:
         rows = len(self._active)
-        positions_host = [row.positions for row in self._active]
-        kv_length = max(positions_host) + 1
-        positions = torch.tensor(positions_host, device=self.device)
+        kv_length = max(row.positions for row in self._active) + 1
+        positions = self.pool.positions[:rows].clone()  # on the device: no host-to-device copy per step
         if self._arange.shape[0] < self.pool.length:
             self._arange = torch.arange(self.pool.length, device=self.device)
         row_index = self._arange[:rows]
@@ -387,18 +391,22 @@ class LMScheduler:
         self.forward_rows += rows
         next_ids = torch.empty(rows, dtype=torch.long, device=self.device)
         for call in list(self._calls):
-            live = [(row.slot, i) for i, row in enumerate(call.rows) if row.call is call and not row.finished]
-            index = torch.tensor([slot for slot, _ in live], device=self.device)
-            history = self.pool.tokens[index, :kv_length]
-            next_ids[index] = self._sample(call, logits[index], history, [i for _, i in live])
+            if call.layout != self._layout:
+                live = [(row.slot, i) for i, row in enumerate(call.rows) if row.call is call and not row.finished]
+                call.slots = torch.tensor([slot for slot, _ in live], device=self.device)
+                call.result_rows = torch.tensor([i for _, i in live], device=self.device)
+                call.layout = self._layout
+            history = self.pool.tokens[call.slots, :kv_length]
+            next_ids[call.slots] = self._sample(call, logits[call.slots], history, call.result_rows)
         self.pool.tokens[row_index, positions + 1] = next_ids
+        self.pool.positions[:rows] += 1
         for row in self._active:
             row.positions += 1
         for call in list(self._calls):
             call.sampled += 1
             self._settle(call)
 
-    def _sample(self, call: _Call, logits: torch.Tensor, history: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    def _sample(self, call: _Call, logits: torch.Tensor, history: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Sample one token for each of the call's result rows `rows`, with its session's generator
         only. One uniform number is drawn for every row of the call, live or not, so what a row
         gets depends neither on the batch nor on when finished rows were noticed."""
@@ -557,12 +565,14 @@ class LMScheduler:
         row.slot = slot
 
     def _join(self, row: _Row) -> None:
+        self._layout += 1
         self._move(row, len(self._active))
         self._active.append(row)
 
     def _leave(self, row: _Row) -> None:
         if row.slot < 0 or row.slot >= len(self._active) or self._active[row.slot] is not row:
             return
+        self._layout += 1
         last = self._active[-1]
         hole = row.slot
         self._move(last, hole)  # the last active row fills the hole; `row` now sits just past the active range
