@@ -111,6 +111,10 @@ def test_code_shards_are_uint16_codes_of_the_data_codec_and_rebuild_identically(
     again = np.load(shards[-1])
     assert np.array_equal(again["codes"], saved["codes"]) and list(again["texts"]) == list(saved["texts"])
     assert all(shards[i].stat().st_mtime_ns == before[shards[i].name] for i in range(2))
+    # A shard of another codec is made again, with this one's codes.
+    np.savez(shards[1], **{**dict(np.load(shards[1])), "codec": np.array("another")})
+    data.main()
+    assert str(np.load(shards[1])["codec"]) == data.codec_id(codec)
 
 
 def test_training_examples_are_llasa_prompts_with_a_reference_of_the_same_voice(small_run):
