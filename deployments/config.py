@@ -118,8 +118,9 @@ class ResilienceArgs(_Args):
 
     stage_retries: int = Field(2, ge=0, description="repeats of a codec or verifier call after a replica failure")
     retry_backoff_s: float = Field(0.25, ge=0, description="first pause before a repeat; doubles each time")
-    stage_timeout_s: float = Field(60.0, gt=0, description="one stage call of a job that carries no deadline; a "
-                                                           "request's calls get the time its deadline leaves")
+    stage_timeout_s: float = Field(60.0, gt=0, description="how often a waiting codec or verifier call checks that "
+                                                           "the stage has a running replica (none: the call failed); "
+                                                           "a request's calls may take the time its deadline leaves")
 
 
 class Defaults(_Args):
