@@ -124,7 +124,9 @@ def test_each_strategy_end_to_end(client, strategy, options):
     assert account.lm_generated_tokens > 0 and account.codec.calls > 0
     if "asr" in options.get("outcome_verifiers", {}):
         verdict = next(v for v in response.chosen.outcome_scores if v.verifier == "asr")
-        assert verdict.metric == "wer" and 0 <= verdict.score <= 1 and "transcript" in verdict.detail
+        # the tiny random LM speaks noise: the ASR hears it, or refuses it as not speech with its worst score
+        assert verdict.metric == "wer" and 0 <= verdict.score <= 1
+        assert "transcript" in verdict.detail or (verdict.score == 0 and verdict.reason.startswith("not speech"))
         assert account.verifiers["asr"].items >= len(response.candidates)
     assert response.timings.total_seconds >= response.timings.search_seconds > 0
 
