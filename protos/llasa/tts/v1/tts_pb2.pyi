@@ -107,7 +107,7 @@ class SamplingOptions(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class SynthesizeRequest(_message.Message):
-    __slots__ = ("text", "language", "reference", "search", "sampling", "output_format", "timeout_seconds")
+    __slots__ = ("text", "language", "reference", "search", "sampling", "output_format", "timeout_seconds", "word_timestamps", "judge", "text_has_tags")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,9 @@ class SynthesizeRequest(_message.Message):
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WORD_TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_HAS_TAGS_FIELD_NUMBER: _ClassVar[int]
     text: str
     language: str
     reference: ReferenceVoice
@@ -122,7 +125,22 @@ class SynthesizeRequest(_message.Message):
     sampling: SamplingOptions
     output_format: AudioFormat
     timeout_seconds: float
-    def __init__(self, text: _Optional[str] = ..., language: _Optional[str] = ..., reference: _Optional[_Union[ReferenceVoice, _Mapping]] = ..., search: _Optional[_Union[SearchOptions, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., output_format: _Optional[_Union[AudioFormat, str]] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    word_timestamps: bool
+    judge: bool
+    text_has_tags: bool
+    def __init__(self, text: _Optional[str] = ..., language: _Optional[str] = ..., reference: _Optional[_Union[ReferenceVoice, _Mapping]] = ..., search: _Optional[_Union[SearchOptions, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., output_format: _Optional[_Union[AudioFormat, str]] = ..., timeout_seconds: _Optional[float] = ..., word_timestamps: _Optional[bool] = ..., judge: _Optional[bool] = ..., text_has_tags: _Optional[bool] = ...) -> None: ...
+
+class WordTime(_message.Message):
+    __slots__ = ("word", "start_seconds", "end_seconds", "probability")
+    WORD_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    word: str
+    start_seconds: float
+    end_seconds: float
+    probability: float
+    def __init__(self, word: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class VerifierVerdict(_message.Message):
     __slots__ = ("verifier", "score", "metric", "raw", "reason", "detail")
@@ -229,7 +247,7 @@ class Timings(_message.Message):
     def __init__(self, validate_seconds: _Optional[float] = ..., reference_encode_seconds: _Optional[float] = ..., search_seconds: _Optional[float] = ..., audio_encode_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ...) -> None: ...
 
 class SynthesizeResponse(_message.Message):
-    __slots__ = ("audio", "format", "sample_rate", "audio_seconds", "strategy", "prompt_tokens", "chosen", "candidates", "account", "timings", "verifiers_used", "verifiers_failed")
+    __slots__ = ("audio", "format", "sample_rate", "audio_seconds", "strategy", "prompt_tokens", "chosen", "candidates", "account", "timings", "verifiers_used", "verifiers_failed", "words", "judge")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +260,8 @@ class SynthesizeResponse(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     VERIFIERS_USED_FIELD_NUMBER: _ClassVar[int]
     VERIFIERS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
     audio: bytes
     format: AudioFormat
     sample_rate: int
@@ -254,7 +274,9 @@ class SynthesizeResponse(_message.Message):
     timings: Timings
     verifiers_used: _containers.RepeatedScalarFieldContainer[str]
     verifiers_failed: _containers.RepeatedCompositeFieldContainer[VerifierFailure]
-    def __init__(self, audio: _Optional[bytes] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., sample_rate: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., strategy: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., chosen: _Optional[_Union[Candidate, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., account: _Optional[_Union[ComputeAccount, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., verifiers_used: _Optional[_Iterable[str]] = ..., verifiers_failed: _Optional[_Iterable[_Union[VerifierFailure, _Mapping]]] = ...) -> None: ...
+    words: _containers.RepeatedCompositeFieldContainer[WordTime]
+    judge: VerifierVerdict
+    def __init__(self, audio: _Optional[bytes] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., sample_rate: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., strategy: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., chosen: _Optional[_Union[Candidate, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., account: _Optional[_Union[ComputeAccount, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., verifiers_used: _Optional[_Iterable[str]] = ..., verifiers_failed: _Optional[_Iterable[_Union[VerifierFailure, _Mapping]]] = ..., words: _Optional[_Iterable[_Union[WordTime, _Mapping]]] = ..., judge: _Optional[_Union[VerifierVerdict, _Mapping]] = ...) -> None: ...
 
 class VerifierFailure(_message.Message):
     __slots__ = ("verifier", "reason")
@@ -402,7 +424,7 @@ class Defaults(_message.Message):
     def __init__(self, strategy: _Optional[_Union[Strategy, str]] = ..., n: _Optional[int] = ..., beam_width: _Optional[int] = ..., step_tokens: _Optional[int] = ..., prm_steps: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., max_speech_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., process_verifiers: _Optional[_Mapping[str, float]] = ..., outcome_verifiers: _Optional[_Mapping[str, float]] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class ServerDescription(_message.Message):
-    __slots__ = ("api_version", "lm", "codec", "verifiers", "limits", "defaults", "sample_rate", "tokens_per_second", "strategies", "output_formats", "api_key_required")
+    __slots__ = ("api_version", "lm", "codec", "verifiers", "limits", "defaults", "sample_rate", "tokens_per_second", "strategies", "output_formats", "api_key_required", "judge", "timestamps_verifier")
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     LM_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
@@ -414,6 +436,8 @@ class ServerDescription(_message.Message):
     STRATEGIES_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FORMATS_FIELD_NUMBER: _ClassVar[int]
     API_KEY_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_VERIFIER_FIELD_NUMBER: _ClassVar[int]
     api_version: str
     lm: ModelInfo
     codec: ModelInfo
@@ -425,4 +449,6 @@ class ServerDescription(_message.Message):
     strategies: _containers.RepeatedScalarFieldContainer[Strategy]
     output_formats: _containers.RepeatedScalarFieldContainer[AudioFormat]
     api_key_required: bool
-    def __init__(self, api_version: _Optional[str] = ..., lm: _Optional[_Union[ModelInfo, _Mapping]] = ..., codec: _Optional[_Union[ModelInfo, _Mapping]] = ..., verifiers: _Optional[_Iterable[_Union[VerifierInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., sample_rate: _Optional[int] = ..., tokens_per_second: _Optional[int] = ..., strategies: _Optional[_Iterable[_Union[Strategy, str]]] = ..., output_formats: _Optional[_Iterable[_Union[AudioFormat, str]]] = ..., api_key_required: _Optional[bool] = ...) -> None: ...
+    judge: str
+    timestamps_verifier: str
+    def __init__(self, api_version: _Optional[str] = ..., lm: _Optional[_Union[ModelInfo, _Mapping]] = ..., codec: _Optional[_Union[ModelInfo, _Mapping]] = ..., verifiers: _Optional[_Iterable[_Union[VerifierInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., sample_rate: _Optional[int] = ..., tokens_per_second: _Optional[int] = ..., strategies: _Optional[_Iterable[_Union[Strategy, str]]] = ..., output_formats: _Optional[_Iterable[_Union[AudioFormat, str]]] = ..., api_key_required: _Optional[bool] = ..., judge: _Optional[str] = ..., timestamps_verifier: _Optional[str] = ...) -> None: ...
