@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable, Sequence
 
+import numpy as np
+
 from ..stages import ScoreContext
 from . import beam, best_of_n, dvts, prm_orm
 from .config import SearchConfig, SearchConfigError
@@ -25,15 +27,22 @@ async def run_search(
     context: ScoreContext,
     reference_codes: Sequence[int] = (),
     on_step: Callable[[StepEvent], Awaitable[None] | None] | None = None,
+    on_audio: Callable[[np.ndarray], Awaitable[None] | None] | None = None,
 ) -> SearchResult:
-    """Search for the best speech for one prompt; the LM session is released whatever happens."""
+    """Search for the best speech for one prompt; the LM session is released whatever happens.
+
+    With `on_audio`, the chosen audio is handed over in chunks as soon as it is fixed (n = 1: each
+    step; tree searches: the committed prefix all candidates share; best-of-N: after the choice);
+    the chunks joined equal `result.chosen.audio` sample for sample."""
     config.check_verifiers(stages.verifiers)
-    run = SearchRun(config, stages, prompt_ids, context, reference_codes, on_step)
+    run = SearchRun(config, stages, prompt_ids, context, reference_codes, on_step, on_audio)
     try:
         finished = await STRATEGIES[config.strategy](run)
     finally:
         await run.release()
-    return run.result(finished)
+    result = run.result(finished)
+    await run.flush(result.chosen)
+    return result
 
 
 __all__ = [

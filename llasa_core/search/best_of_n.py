@@ -1,4 +1,7 @@
-"""Best-of-N: N complete samples in one LM batch, the outcome verifiers pick one."""
+"""Best-of-N: N complete samples in one LM batch, the outcome verifiers pick one.
+
+Streaming a single sample (n = 1 with an audio listener), it is generated `step_tokens` at a
+time and each step's audio is handed over as soon as it is decoded."""
 
 from __future__ import annotations
 
@@ -7,7 +10,20 @@ from .run import SearchRun
 
 
 async def search(run: SearchRun) -> list[Candidate]:
+    if run.config.n == 1 and run.on_audio is not None:
+        return await _stream_one(run)
     candidates = await run.start(run.config.n, max_new_tokens=None)
+    await run.score_final(candidates)
+    await run.report([], candidates)
+    return candidates
+
+
+async def _stream_one(run: SearchRun) -> list[Candidate]:
+    candidates = await run.start(1, max_new_tokens=run.config.step_tokens)
+    while not candidates[0].finished:
+        await run.decode(candidates)
+        await run.report(candidates, [])
+        candidates = await run.extend(candidates, max_new_tokens=run.config.step_tokens)
     await run.score_final(candidates)
     await run.report([], candidates)
     return candidates

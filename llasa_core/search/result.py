@@ -48,6 +48,7 @@ class ComputeAccount:
     verifiers: dict[str, StageAccount] = field(default_factory=dict)
     wall_seconds: float = 0.0
     stage_retries: int = 0  # stage calls repeated after a failure (filled by the caller's stage adapters)
+    first_audio_seconds: float | None = None  # search start -> first streamed audio (None: not streamed)
 
     def verifier(self, name: str) -> StageAccount:
         return self.verifiers.setdefault(name, StageAccount())

@@ -14,7 +14,7 @@ from typing import Awaitable, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..codec import continue_audio
+from ..codec import CROSSFADE_SAMPLES, continue_audio
 from ..stages import CodecStage, GenerateRequest, LMStage, ScoreContext, VerifierScore, VerifierStage
 from .config import SearchConfig
 from .result import Candidate, ComputeAccount, SearchResult, StepEvent
@@ -59,6 +59,7 @@ class SearchRun:
         context: ScoreContext,
         reference_codes: Sequence[int] = (),
         on_step: Callable[[StepEvent], Awaitable[None] | None] | None = None,
+        on_audio: Callable[[np.ndarray], Awaitable[None] | None] | None = None,
     ):
         self.config = config
         self.stages = stages
@@ -66,6 +67,8 @@ class SearchRun:
         self.context = context
         self.reference_codes = list(reference_codes)
         self.on_step = on_step
+        self.on_audio = on_audio
+        self.streamed = 0  # samples of the final audio already handed to on_audio
         self.session_id = uuid.uuid4().hex
         self.max_total_tokens = config.max_total_tokens
         if config.max_new_tokens is not None:
@@ -250,9 +253,51 @@ class SearchRun:
     def process_score(self, candidate: Candidate) -> float:
         return aggregate(candidate.step_scores, self.config.aggregation)
 
+    # Streamed audio --------------------------------------------------------------------------
+    def settled_samples(self, candidate: Candidate) -> int:
+        """How many of the candidate's audio samples no later decode (of it or of a descendant) can
+        change: all but the last `decode_redo_tokens` codes' audio and the crossfade before them."""
+        if candidate.audio is None:
+            return 0
+        if candidate.finished and candidate.audio_codes == len(candidate.codes):
+            return len(candidate.audio)
+        unsettled = self.stages.decode_redo_tokens * self.stages.samples_per_token + CROSSFADE_SAMPLES
+        return max(0, len(candidate.audio) - unsettled)
+
+    async def commit(self, pool: Sequence[Candidate]) -> None:
+        """Stream the committed prefix: the audio every candidate that may still be chosen (or
+        have the chosen one as a descendant) shares, sample for sample, and will not change."""
+        if self.on_audio is None or not pool:
+            return
+        bound = min(self.settled_samples(c) for c in pool)
+        if bound <= self.streamed:
+            return
+        first = pool[0].audio
+        for other in pool[1:]:
+            differ = np.flatnonzero(first[self.streamed : bound] != other.audio[self.streamed : bound])
+            if len(differ):
+                bound = self.streamed + int(differ[0])
+        await self._emit(first[self.streamed : bound])
+
+    async def _emit(self, audio: np.ndarray) -> None:
+        if not len(audio):
+            return
+        if self.account.first_audio_seconds is None:
+            self.account.first_audio_seconds = time.perf_counter() - self._started
+        self.streamed += len(audio)
+        maybe_awaitable = self.on_audio(np.array(audio, dtype=np.float32))
+        if maybe_awaitable is not None:
+            await maybe_awaitable
+
+    async def flush(self, chosen: Candidate) -> None:
+        """Stream the rest of the chosen audio: the chunks joined are the chosen audio."""
+        if self.on_audio is not None and chosen.audio is not None:
+            await self._emit(chosen.audio[self.streamed :])
+
     # Progress and result -----------------------------------------------------------------------
     async def report(self, live: Sequence[Candidate], finished: Sequence[Candidate]) -> None:
         self.steps += 1
+        await self.commit(list(live) + list(finished))
         if self.on_step is None:
             return
         scored = [self.process_score(c) for c in live if c.step_scores]
