@@ -206,7 +206,7 @@ class StageAccount(_message.Message):
     def __init__(self, calls: _Optional[int] = ..., items: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., seconds: _Optional[float] = ..., context_audio_seconds: _Optional[float] = ...) -> None: ...
 
 class ComputeAccount(_message.Message):
-    __slots__ = ("lm_prefill_tokens", "lm_generated_tokens", "lm", "codec", "verifiers", "search_seconds", "steps", "stage_retries")
+    __slots__ = ("lm_prefill_tokens", "lm_generated_tokens", "lm", "codec", "verifiers", "search_seconds", "steps", "stage_retries", "first_audio_seconds")
     class VerifiersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +222,7 @@ class ComputeAccount(_message.Message):
     SEARCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     STAGE_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     lm_prefill_tokens: int
     lm_generated_tokens: int
     lm: StageAccount
@@ -230,21 +231,24 @@ class ComputeAccount(_message.Message):
     search_seconds: float
     steps: int
     stage_retries: int
-    def __init__(self, lm_prefill_tokens: _Optional[int] = ..., lm_generated_tokens: _Optional[int] = ..., lm: _Optional[_Union[StageAccount, _Mapping]] = ..., codec: _Optional[_Union[StageAccount, _Mapping]] = ..., verifiers: _Optional[_Mapping[str, StageAccount]] = ..., search_seconds: _Optional[float] = ..., steps: _Optional[int] = ..., stage_retries: _Optional[int] = ...) -> None: ...
+    first_audio_seconds: float
+    def __init__(self, lm_prefill_tokens: _Optional[int] = ..., lm_generated_tokens: _Optional[int] = ..., lm: _Optional[_Union[StageAccount, _Mapping]] = ..., codec: _Optional[_Union[StageAccount, _Mapping]] = ..., verifiers: _Optional[_Mapping[str, StageAccount]] = ..., search_seconds: _Optional[float] = ..., steps: _Optional[int] = ..., stage_retries: _Optional[int] = ..., first_audio_seconds: _Optional[float] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("validate_seconds", "reference_encode_seconds", "search_seconds", "audio_encode_seconds", "total_seconds")
+    __slots__ = ("validate_seconds", "reference_encode_seconds", "search_seconds", "audio_encode_seconds", "total_seconds", "first_audio_seconds")
     VALIDATE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_ENCODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_ENCODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     validate_seconds: float
     reference_encode_seconds: float
     search_seconds: float
     audio_encode_seconds: float
     total_seconds: float
-    def __init__(self, validate_seconds: _Optional[float] = ..., reference_encode_seconds: _Optional[float] = ..., search_seconds: _Optional[float] = ..., audio_encode_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ...) -> None: ...
+    first_audio_seconds: float
+    def __init__(self, validate_seconds: _Optional[float] = ..., reference_encode_seconds: _Optional[float] = ..., search_seconds: _Optional[float] = ..., audio_encode_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ..., first_audio_seconds: _Optional[float] = ...) -> None: ...
 
 class SynthesizeResponse(_message.Message):
     __slots__ = ("audio", "format", "sample_rate", "audio_seconds", "strategy", "prompt_tokens", "chosen", "candidates", "account", "timings", "verifiers_used", "verifiers_failed", "words", "judge")
@@ -302,13 +306,27 @@ class SearchProgress(_message.Message):
     elapsed_seconds: float
     def __init__(self, step: _Optional[int] = ..., live: _Optional[int] = ..., finished: _Optional[int] = ..., best_score: _Optional[float] = ..., lm_generated_tokens: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
 
+class AudioChunk(_message.Message):
+    __slots__ = ("pcm_f32le", "sample_rate", "start_seconds", "elapsed_seconds")
+    PCM_F32LE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    pcm_f32le: bytes
+    sample_rate: int
+    start_seconds: float
+    elapsed_seconds: float
+    def __init__(self, pcm_f32le: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., start_seconds: _Optional[float] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+
 class SynthesizeEvent(_message.Message):
-    __slots__ = ("progress", "result")
+    __slots__ = ("progress", "result", "audio")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
     progress: SearchProgress
     result: SynthesizeResponse
-    def __init__(self, progress: _Optional[_Union[SearchProgress, _Mapping]] = ..., result: _Optional[_Union[SynthesizeResponse, _Mapping]] = ...) -> None: ...
+    audio: AudioChunk
+    def __init__(self, progress: _Optional[_Union[SearchProgress, _Mapping]] = ..., result: _Optional[_Union[SynthesizeResponse, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ...) -> None: ...
 
 class DescribeServerRequest(_message.Message):
     __slots__ = ()
