@@ -95,7 +95,6 @@ class _Call:
     rows: list[_Row] = field(default_factory=list)  # in result order
     budget: int = 0  # tokens to sample per row in this call
     sampled: int = 0  # tokens sampled per row so far
-    prefilled: int = 0
     layout: int = -1  # the scheduler's layout version that `slots` / `result_rows` were built for
     slots: torch.Tensor | None = None  # slots of the live rows (device)
     result_rows: torch.Tensor | None = None  # their indices in `rows` (device)
