@@ -11,7 +11,9 @@ retraining needs no synthesis.
 The codec is trained here, on the first CODEC_SHARDS shards, whose 16-bit audio is kept under
 `<cache>/v2/audio` (not committed): the embedded codec learnt Joe's voice only, and measured
 through it the other voices come out nearer Joe than themselves (models/llasa-demo/README.md),
-so it cannot carry a voice to clone. Stages, each skipped when its output exists:
+so it cannot carry a voice to clone. Every shard's float32 log-mel frames are kept too, under
+`<cache>/v2/mels` (about 1.2 GB for 20 h, not committed), so another mel codebook re-codes the
+data without synthesis. Stages, each skipped when its output exists:
 1. audio of the codec shards; 2. the codec (`<out>/codec`, k-means on their log-mel frames, each
 code's mean magnitude spectrum as its decoder); 3. the code shards.
 
@@ -19,7 +21,8 @@ Deterministic: sentences, voices and scales are seeded per shard, and piper's no
 onnxruntime's generator, seeded per shard by loading the voice afresh. Every file is written
 under a temporary name and renamed, so an interruption at any point loses at most one shard.
 A code shard records its codec's id. To change the codec, delete `<out>/codec` and rerun: the
-codec is retrained and every shard of another codec is made again, identical but for its codes.
+codec is retrained and every shard of another codec is coded again, from its cached log-mel
+frames where they exist, else made again (the same speech, so identical but for its codes).
 """
 
 from __future__ import annotations
@@ -47,10 +50,10 @@ def per_utterance(frames: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     return np.split(frames, np.cumsum(lengths)[:-1])
 
 
-def save_npz(path: Path, **arrays) -> None:
+def save_npz(path: Path, compressed: bool = True, **arrays) -> None:
     """Atomic: a reader (or a resumed run) sees the whole shard or none of it."""
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
+    (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
     tmp.rename(path)
 
 
@@ -163,9 +166,15 @@ def train_codec(audio_shards: list[Path], out: Path, codes: int, iterations: int
     tmp.rename(out)
 
 
-def encode(items: dict, codec: DemoMelCodec) -> dict:
-    codes = [np.asarray(codec.encode(a), dtype=np.uint16) for a in items["audio"]]
-    return {**metadata(items), "codes": np.concatenate(codes), "lengths": np.array([len(c) for c in codes]),
+def load_mel_shard(path: Path) -> tuple[dict, list[np.ndarray]]:
+    shard = np.load(path)
+    return {key: shard[key] for key in ("texts", "phonemes", "kinds", "voices", "scales")}, per_utterance(shard["mels"], shard["lengths"])
+
+
+def encode(meta: dict, mels: list[np.ndarray], codec: DemoMelCodec) -> dict:
+    """A code shard: exactly codec.encode's codes (nearest centroid of each log-mel frame)."""
+    codes = [nearest(m, codec.centroids).astype(np.uint16) for m in mels]
+    return {**meta, "codes": np.concatenate(codes), "lengths": np.array([len(c) for c in codes]),
             "codec": np.array(codec_id(codec))}
 
 
@@ -180,9 +189,9 @@ def main() -> None:
     from llasa_core.frontend import espeak_phonemes
 
     phonemise = espeak_phonemes()
-    out, audio_folder = Path(args.out), Path(args.cache) / "v2" / "audio"
-    (out / "codes").mkdir(parents=True, exist_ok=True)
-    audio_folder.mkdir(parents=True, exist_ok=True)
+    out, audio_folder, mel_folder = Path(args.out), Path(args.cache) / "v2" / "audio", Path(args.cache) / "v2" / "mels"
+    for folder in (out / "codes", audio_folder, mel_folder):
+        folder.mkdir(parents=True, exist_ok=True)
     started, seconds = time.time(), 0.0
 
     codec_path = out / "codec"
@@ -203,12 +212,18 @@ def main() -> None:
         if path.exists() and str(np.load(path)["codec"]) == codec_id(codec):
             continue  # a shard of another codec (one retrained: delete <out>/codec) is made again
         shard_started = time.time()
-        audio_path = audio_folder / f"shard{index:05d}.npz"
-        kept = audio_path.exists()
-        items = load_audio_shard(audio_path) if kept else synthesise_shard(index, phonemise)
-        save_npz(path, **encode(items, codec))
-        speech = sum(map(len, items["audio"])) / 16_000
-        seconds += 0 if kept else speech  # kept audio was counted when it was made
+        audio_path, mel_path = audio_folder / path.name, mel_folder / path.name
+        if mel_path.exists():
+            meta, mels = load_mel_shard(mel_path)
+            made = False
+        else:
+            made = not audio_path.exists()
+            items = synthesise_shard(index, phonemise) if made else load_audio_shard(audio_path)
+            meta, mels = metadata(items), [codec.features(a) for a in items["audio"]]
+            save_npz(mel_path, compressed=False, **meta, mels=np.concatenate(mels), lengths=np.array([len(m) for m in mels]))
+        save_npz(path, **encode(meta, mels, codec))
+        speech = sum(map(len, mels)) / 50
+        seconds += speech if made else 0  # kept audio was counted when it was made
         elapsed = time.time() - started
         print(f"shard {index}: {speech:.0f} s of speech in {time.time() - shard_started:.0f} s; this run made "
               f"{seconds / 3600:.2f} h in {elapsed / 3600:.2f} h ({seconds / max(elapsed, 1e-9):.1f}x real time)", flush=True)

@@ -102,19 +102,23 @@ def test_code_shards_are_uint16_codes_of_the_data_codec_and_rebuild_identically(
     assert str(last["codec"]) == data.codec_id(codec)
     assert len(last["texts"]) == len(last["voices"]) == len(last["lengths"]) == 3
     assert last["lengths"].sum() == len(last["codes"])
-    # Shard 2 was synthesised without kept audio: a rerun makes it again, bit for bit; the
-    # others are skipped (their files are not rewritten).
+    # Shard 2 was synthesised without kept audio: without its codes and cached frames, a rerun
+    # makes it again, bit for bit; the others are skipped (their files are not rewritten).
     before = {p.name: p.stat().st_mtime_ns for p in shards}
     saved = dict(np.load(shards[-1]))
     shards[-1].unlink()
+    (root / "cache" / "v2" / "mels" / shards[-1].name).unlink()
     data.main()
     again = np.load(shards[-1])
     assert np.array_equal(again["codes"], saved["codes"]) and list(again["texts"]) == list(saved["texts"])
     assert all(shards[i].stat().st_mtime_ns == before[shards[i].name] for i in range(2))
-    # A shard of another codec is made again, with this one's codes.
-    np.savez(shards[1], **{**dict(np.load(shards[1])), "codec": np.array("another")})
+    # A shard of another codec is coded again (from its cached log-mel frames), with this one's codes.
+    assert len(list((root / "cache" / "v2" / "mels").glob("shard?????.npz"))) == 3
+    codes = np.load(shards[1])["codes"]
+    np.savez(shards[1], **{**dict(np.load(shards[1])), "codec": np.array("another"), "codes": codes * 0})
     data.main()
     assert str(np.load(shards[1])["codec"]) == data.codec_id(codec)
+    assert np.array_equal(np.load(shards[1])["codes"], codes)
 
 
 def test_training_examples_are_llasa_prompts_with_a_reference_of_the_same_voice(small_run):
