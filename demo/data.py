@@ -5,8 +5,8 @@
 Each shard is SHARD_SIZE items from `demo.sentences.MixedSentenceMaker` (prose, questions, short
 phrases, single words; 1-30 words), each spoken by piper's Joe voice with random speed and noise
 and turned into one of `demo.voices.VOICES` by WORLD resynthesis, then encoded by the data's own
-codec into uint16 codes. About 7 MB of codes for 20 hours, so `<out>/codes` is committed and
-retraining needs no synthesis.
+codec into uint16 codes. About 10 MB for 20 hours (codes and texts, compressed), so
+`<out>/codes` is committed and retraining needs no synthesis.
 
 The codec is trained here, on the first CODEC_SHARDS shards, whose 16-bit audio is kept under
 `<cache>/v2/audio` (not committed): the embedded codec learnt Joe's voice only, and measured
