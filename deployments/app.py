@@ -32,5 +32,5 @@ def build_app(args: LlasaAppArgs) -> Application:
     process_windows = {v.name: args.defaults.process_window_seconds for v in args.verifiers
                        if v.kind in ("speaker", "emotion")}
     orchestrator = SearchOrchestrator.bind(lm, codec, verifiers, args.lm, args.tiny_cache_dir, args.resilience,
-                                           args.codec, process_windows)
+                                           args.codec, process_windows, args.judge, args.timestamps_verifier)
     return HTTPIngress.bind(orchestrator, args, codec)  # saved voices are codec-encoded at upload

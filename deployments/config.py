@@ -160,6 +160,10 @@ class LlasaAppArgs(_Args):
     tiny_cache_dir: str = Field(".cache/tiny", description="where tiny-random checkpoints live; relative to the repo root")
     voice_store: str = Field(".cache/voices", description="saved voices: a directory (relative to the repo root) or "
                                                           "an fsspec URL every replica reaches, e.g. s3://bucket/voices")
+    judge: str | None = Field(None, description="a configured ASR verifier that scores the chosen audio when a request "
+                                                "asks (`judge`); no search may weight it, so it stays independent")
+    timestamps_verifier: str | None = Field(None, description="a configured faster-whisper ASR verifier that gives "
+                                                              "word timestamps when a request asks")
 
     @model_validator(mode="after")
     def _check(self) -> "LlasaAppArgs":
@@ -169,6 +173,16 @@ class LlasaAppArgs(_Args):
             unknown = sorted(set(getattr(self.defaults, role)) - names)
             if unknown:
                 raise ValueError(f"defaults.{role} names {unknown}, which are not configured verifiers {sorted(names)}")
+        kinds = {v.name: v for v in self.verifiers}
+        for role in ("judge", "timestamps_verifier"):
+            name = getattr(self, role)
+            if name is not None and (name not in kinds or kinds[name].kind != "asr"):
+                raise ValueError(f"{role} {name!r} must name a configured ASR verifier, one of "
+                                 f"{sorted(n for n, v in kinds.items() if v.kind == 'asr')}")
+        if self.timestamps_verifier and kinds[self.timestamps_verifier].backend not in ("faster-whisper", "ensemble"):
+            raise ValueError(f"timestamps_verifier {self.timestamps_verifier!r} needs a faster-whisper model")
+        if self.judge and self.judge in set(self.defaults.process_verifiers) | set(self.defaults.outcome_verifiers):
+            raise ValueError(f"the judge {self.judge!r} may not be a default search verifier: it would not be independent")
         if self.defaults.max_speech_tokens > self.limits.max_speech_tokens:
             raise ValueError("defaults.max_speech_tokens is over limits.max_speech_tokens")
         if self.defaults.timeout_seconds > self.limits.max_timeout_seconds:

@@ -89,6 +89,9 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
     if len(named) > limits.max_verifiers:
         raise RequestError(f"the request names {len(named)} verifiers, over this server's limit max_verifiers = "
                            f"{limits.max_verifiers}")
+    if args.judge in named:
+        raise RequestError(f"verifier {args.judge!r} is this server's judge: no search may weight it; ask for its "
+                           "verdict with `judge` instead")
     unknown = sorted(named - configured)
     if unknown:
         raise RequestError(f"unknown verifier(s) {[_shorten(u) for u in unknown[:5]]}; "
@@ -144,13 +147,19 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
         _check(check_text, reference_text, "reference.transcript")
         reference_audio = decode_reference(request.reference.audio, limits)
         _check(check_reference, reference_audio)
+    if request.word_timestamps and not args.timestamps_verifier:
+        raise RequestError("this server gives no word timestamps (no timestamps_verifier configured): leave "
+                           "word_timestamps unset")
+    if request.judge and not args.judge:
+        raise RequestError("this server has no judge configured: leave judge unset")
     language = request.language or "en"
     if not LANGUAGE_CODE.fullmatch(language):
         raise RequestError(f"language {_shorten(language)!r} is not a language code such as 'en', 'zh' or 'en-US'")
     return SynthesisJob(
         text=text, config=config,
         language=language, reference_audio=reference_audio, reference_text=reference_text,
-        deadline=time.time() + timeout,
+        deadline=time.time() + timeout, word_timestamps=request.word_timestamps, judge=request.judge,
+        text_has_tags=request.text_has_tags,
     )
 
 
@@ -259,6 +268,9 @@ def response_proto(outcome: SynthesisOutcome, fmt: int) -> pb.SynthesizeResponse
         verifiers_used=result.verifiers_used,
         verifiers_failed=[pb.VerifierFailure(verifier=name, reason=reason)
                           for name, reason in result.verifiers_failed.items()],
+        words=[pb.WordTime(word=w["word"], start_seconds=w["start"], end_seconds=w["end"],
+                           probability=w.get("probability", 0.0)) for w in outcome.words],
+        judge=_verdicts({"judge": outcome.judge})[0] if outcome.judge is not None else None,
     )
 
 
@@ -286,4 +298,5 @@ def describe(args: LlasaAppArgs) -> pb.ServerDescription:
         sample_rate=SAMPLE_RATE, tokens_per_second=TOKENS_PER_SECOND,
         strategies=list(STRATEGY_TO_PROTO.values()), output_formats=list(OUTPUT_FORMATS),
         api_key_required=args.auth.enabled,
+        judge=args.judge or "", timestamps_verifier=args.timestamps_verifier or "",
     )

@@ -9,7 +9,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Sequence
 
 import numpy as np
@@ -135,6 +135,9 @@ class SynthesisJob:
     reference_audio: np.ndarray | None = None
     reference_text: str | None = None
     deadline: float | None = None  # time.time() by which the answer is due; every stage call gets what it leaves
+    word_timestamps: bool = False  # return each word's start and end in the chosen audio
+    judge: bool = False  # score the chosen audio with the server's judge
+    text_has_tags: bool = False  # the text marks non-speech tags ([laughs]) that ASR must not expect
 
 
 @dataclass
@@ -143,6 +146,8 @@ class SynthesisOutcome:
     prompt_tokens: int
     reference_encode_seconds: float
     search_seconds: float
+    words: list[dict] = field(default_factory=list)  # word, start, end, probability (word_timestamps)
+    judge: VerifierScore | None = None
 
 
 class ServeLM:
@@ -207,7 +212,14 @@ class ServeVerifier:
         self.policy = policy
 
     async def score(self, waveforms, contexts) -> list[VerifierScore]:
-        return await call_idempotent(f"verifier {self.name!r}", lambda: self.handle.score.remote(waveforms, contexts),
+        deadline = request_context.deadline.get()
+        return await call_idempotent(f"verifier {self.name!r}",
+                                     lambda: self.handle.score.remote(waveforms, contexts, deadline),
+                                     self.policy, running_replicas(self.handle))
+
+    async def word_timestamps(self, waveforms, contexts) -> list[list[dict]]:
+        return await call_idempotent(f"verifier {self.name!r}",
+                                     lambda: self.handle.word_timestamps.remote(waveforms, contexts),
                                      self.policy, running_replicas(self.handle))
 
 
@@ -217,6 +229,7 @@ class SearchOrchestrator:
         self, lm: DeploymentHandle, codec: DeploymentHandle, verifiers: dict[str, DeploymentHandle],
         lm_args: LMArgs, tiny_cache_dir: str, resilience: ResilienceArgs = ResilienceArgs(),
         codec_args: CodecArgs = CodecArgs(), process_windows: dict[str, float] | None = None,
+        judge: str | None = None, timestamps_verifier: str | None = None,
     ):
         self.prompt_builder = PromptBuilder.from_pretrained(resolve_model(lm_args.model, "llasa", tiny_cache_dir))
         self.codec = codec
@@ -226,6 +239,10 @@ class SearchOrchestrator:
                              decode_context_tokens=codec_args.decode_context_tokens,
                              decode_redo_tokens=codec_args.decode_redo_tokens,
                              process_windows=dict(process_windows or {}))
+        # Listening to the answer after the search, on request: the judge (an ASR no search may
+        # weight) and word timestamps (a faster-whisper ASR verifier).
+        self.judge = self.stages.verifiers[judge] if judge else None
+        self.timestamps = self.stages.verifiers[timestamps_verifier] if timestamps_verifier else None
         self._layout_known = False
 
     async def synthesize(self, job: SynthesisJob) -> SynthesisOutcome:
@@ -282,8 +299,9 @@ class SearchOrchestrator:
                 f"{job.config.max_total_tokens}: shorten the text or the reference voice"
             )
         context = ScoreContext(text=job.text, language=job.language, reference_audio=job.reference_audio,
-                               reference_text=job.reference_text)
+                               reference_text=job.reference_text, non_speech_tags=job.text_has_tags)
         result = await run_search(job.config, self.stages, prompt_ids, context, reference_codes, on_step)
+        words, judge = await self._listen(job, result.chosen.audio, context)
         result.account.stage_retries = retries[0]
         for candidate in result.candidates:
             if candidate is not result.chosen:
@@ -293,4 +311,16 @@ class SearchOrchestrator:
             prompt_tokens=len(prompt_ids),
             reference_encode_seconds=encoded - started,
             search_seconds=time.perf_counter() - encoded,
+            words=words,
+            judge=judge,
         )
+
+    async def _listen(self, job: SynthesisJob, audio: np.ndarray, context: ScoreContext
+                      ) -> tuple[list[dict], VerifierScore | None]:
+        """Word timestamps and the judge's verdict on the chosen audio, when the job asks (both
+        at once; the ingress refuses a request for either where the server has none)."""
+        words = self.timestamps.word_timestamps([audio], [context]) if job.word_timestamps else None
+        judge = self.judge.score([audio], [context]) if job.judge else None
+        done = await asyncio.gather(*(call for call in (words, judge) if call is not None))
+        found = iter(done)
+        return (next(found)[0] if words is not None else []), (next(found)[0] if judge is not None else None)

@@ -135,24 +135,43 @@ class VerifierScorer:
         torch.set_num_threads(torch_threads)
         self.verifier = LocalVerifier(build_verifier(config))
         _configure_batch(self._score_batched, batch)
-        self.calls = self.items = 0
+        self.calls = self.items = self.expired = 0
         self.audio_samples = 0
 
-    async def score(self, waveforms: Sequence[np.ndarray], contexts: Sequence[ScoreContext]) -> list[VerifierScore]:
-        return await self._score_batched((list(waveforms), list(contexts)))
+    async def score(self, waveforms: Sequence[np.ndarray], contexts: Sequence[ScoreContext],
+                    deadline: float | None = None) -> list[VerifierScore]:
+        """`deadline` (time.time() seconds): past it, the call is dropped at the next batch, unrun."""
+        scores = await self._score_batched((list(waveforms), list(contexts), deadline))
+        if isinstance(scores, DeadlineExceeded):
+            raise scores
+        return scores
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _score_batched(self, calls: list[tuple[list, list]]) -> list[list[VerifierScore]]:
-        waves = [w for call_waves, _ in calls for w in call_waves]
-        contexts = [c for _, call_contexts in calls for c in call_contexts]
-        self.calls += 1
-        self.items += len(waves)
-        self.audio_samples += sum(len(w) for w in waves)
-        scores = await self.verifier.score(waves, contexts)
-        return _split(scores, [call_waves for call_waves, _ in calls])
+    async def _score_batched(self, calls: list[tuple[list, list, float | None]]) -> list:
+        now = time.time()
+        live = [(waves, contexts) for waves, contexts, deadline in calls if deadline is None or deadline > now]
+        self.expired += len(calls) - len(live)
+        waves = [w for call_waves, _ in live for w in call_waves]
+        contexts = [c for _, call_contexts in live for c in call_contexts]
+        scores = iter([])
+        if waves:
+            self.calls += 1
+            self.items += len(waves)
+            self.audio_samples += sum(len(w) for w in waves)
+            scores = iter(_split(await self.verifier.score(waves, contexts), [call_waves for call_waves, _ in live]))
+        return [next(scores) if deadline is None or deadline > now else
+                DeadlineExceeded("the request's deadline passed before its audio was scored")
+                for _, _, deadline in calls]
+
+    async def word_timestamps(self, waveforms: Sequence[np.ndarray], contexts: Sequence[ScoreContext]) -> list[list[dict]]:
+        """Each word's start and end in each clip, aligned to its context's text (an ASR verifier
+        with a faster-whisper model; verifiers.asr.asr_word_timestamps)."""
+        from verifiers.asr import asr_word_timestamps
+
+        return await self.verifier._call(asr_word_timestamps, self.verifier.verifier, list(waveforms), list(contexts))
 
     def counters(self) -> dict:
-        return _counters(calls=self.calls, items=self.items, tokens=self.audio_samples)
+        return _counters(calls=self.calls, items=self.items, tokens=self.audio_samples, expired=self.expired)
 
 
 def _counters(**values) -> dict:

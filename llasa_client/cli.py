@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="if a verifier stays down, go on with the others (the report says which scored)")
     s.add_argument("--return-scores", action="store_true",
                    help="score the answer even at n = 1 (otherwise n = 1 runs no verifier)")
+    s.add_argument("--word-timestamps", action="store_true",
+                   help="each word's start and end in the chosen audio (in the JSON report's `words`)")
+    s.add_argument("--judge", action="store_true", help="the server's independent judge ASR scores the answer")
+    s.add_argument("--text-has-tags", action="store_true",
+                   help="the text marks non-speech tags such as [laughs]: the ASR does not expect them spoken")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -78,7 +83,8 @@ def _options(args) -> SynthesisOptions:
         top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed,
         reference_audio=args.reference, reference_text=args.reference_text, language=args.language,
         output_format=args.format, timeout_seconds=args.timeout, allow_partial_verifiers=args.allow_partial_verifiers,
-        return_scores=args.return_scores,
+        return_scores=args.return_scores, word_timestamps=args.word_timestamps, judge=args.judge,
+        text_has_tags=args.text_has_tags,
     )
 
 

@@ -55,6 +55,9 @@ class SynthesisOptions:
     timeout_seconds: float | None = None
     allow_partial_verifiers: bool = False  # go on with the verifiers that answer if one stays down
     return_scores: bool = False  # score even at n = 1 (otherwise n = 1 runs no verifier)
+    word_timestamps: bool = False  # each word's start and end in the chosen audio (response.words)
+    judge: bool = False  # the server's independent judge scores the chosen audio (response.judge)
+    text_has_tags: bool = False  # the text marks non-speech tags ([laughs]) the ASR should not expect
 
 
 def build_request(text: str, options: SynthesisOptions = SynthesisOptions()) -> pb.SynthesizeRequest:
@@ -74,6 +77,7 @@ def build_request(text: str, options: SynthesisOptions = SynthesisOptions()) -> 
         sampling=pb.SamplingOptions(**unset(temperature=o.temperature, top_p=o.top_p, top_k=o.top_k,
                                             repetition_penalty=o.repetition_penalty, seed=o.seed)),
         output_format=FORMATS[o.output_format],
+        word_timestamps=o.word_timestamps, judge=o.judge, text_has_tags=o.text_has_tags,
         **unset(timeout_seconds=o.timeout_seconds),
     )
     if o.reference_audio is not None:

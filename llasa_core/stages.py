@@ -69,6 +69,7 @@ class ScoreContext:
     language: str = "en"
     reference_audio: np.ndarray | None = None  # 16 kHz mono float32 reference voice
     reference_text: str | None = None
+    non_speech_tags: bool = False  # `text` marks tags such as [laughs] that are not to be spoken
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ def test_config(base: dict, grpc_port: int, http_port: int, keys_file: Path | No
         args["auth"] = {"api_keys_file": str(keys_file)}
     args["resilience"] = {"stage_retries": 2, "retry_backoff_s": 0.2, "stage_timeout_s": 10}
     args["limits"].update(max_search_tokens=8000, max_verifiers=2)  # low enough to reach in a test
+    args["verifiers"].append({"name": "judge", "kind": "asr", "backend": "pocketsphinx"})  # small, independent
+    args["judge"] = "judge"
     deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
     deployments["LMSampler"].pop("autoscaling_config", None)
     deployments["LMSampler"]["num_replicas"] = 2

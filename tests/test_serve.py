@@ -83,10 +83,14 @@ def test_readme_command_starts_the_service_that_speaks_and_stops_on_ctrl_c(tmp_p
 
         text = "My friend works as a teacher in Boston."
         with TTSClient(address) as client:
-            response = client.synthesize(text, SynthesisOptions(seed=1))
+            response = client.synthesize(text, SynthesisOptions(seed=1, word_timestamps=True))
         [verdict] = build_verifier({"name": "judge", "kind": "asr", "backend": "pocketsphinx"}).score(
             [sf.read(io.BytesIO(response.audio), dtype="float32")[0]], [ScoreContext(text)])
         assert verdict.raw <= 0.5, f"the judge heard {verdict.detail.get('transcript')!r} for {text!r}"
+        # word timestamps: the request's own words, in order, in time, inside the audio
+        assert [w.word.strip(".,") for w in response.words] == text.rstrip(".").split()
+        times = [t for w in response.words for t in (w.start_seconds, w.end_seconds)]
+        assert times == sorted(times) and 0 <= times[0] and times[-1] <= response.audio_seconds + 0.05
     finally:
         interrupted = time.monotonic()
         stop_serve_run(process)
@@ -99,7 +103,8 @@ def test_describe_server(service, client):
     description = client.describe()
     assert description.api_version == "llasa.tts.v1"
     assert description.lm.name == service.config["applications"][0]["args"]["lm"]["model"]
-    assert {v.name for v in description.verifiers} == {"asr", "speaker"}
+    assert {v.name for v in description.verifiers} == {"asr", "speaker", "judge"}
+    assert (description.judge, description.timestamps_verifier) == ("judge", "asr")
     assert description.limits.max_n >= 8 and description.sample_rate == 16_000
     assert set(description.strategies) == {pb.STRATEGY_BEST_OF_N, pb.STRATEGY_BEAM, pb.STRATEGY_DVTS,
                                            pb.STRATEGY_PRM_ORM}
@@ -131,9 +136,20 @@ def test_each_strategy_end_to_end(client, strategy, options):
     assert response.timings.total_seconds >= response.timings.search_seconds > 0
 
 
+def test_the_judge_listens_on_request_and_never_steers_a_search(client):
+    response = client.synthesize("Judge this.", SynthesisOptions(judge=True, word_timestamps=True, **QUICK))
+    assert response.judge.verifier == "judge" and response.judge.metric == "wer"
+    assert 0 <= response.judge.score <= 1 and "judge" not in response.verifiers_used
+    assert all(w.end_seconds >= w.start_seconds for w in response.words)
+    details = assert_status(grpc.StatusCode.INVALID_ARGUMENT, client.synthesize, "Steer.",
+                            SynthesisOptions(n=2, outcome_verifiers={"judge": 1.0}, **QUICK))
+    assert "this server's judge" in details
+
+
 def test_stream_sends_progress_then_the_result(client):
     options = SynthesisOptions(strategy="beam", n=2, beam_width=2, process_verifiers=CHEAP_VERIFIER, **QUICK)
-    events = list(client.synthesize_stream("Streaming, step by step.", options))
+    events = [e for e in client.synthesize_stream("Streaming, step by step.", options)
+              if not e.HasField("audio")]  # audio chunks: tests/test_streaming.py
     kinds = [e.WhichOneof("event") for e in events]
     assert kinds == ["progress"] * (len(kinds) - 1) + ["result"] and len(kinds) >= 3
     steps = [e.progress.step for e in events[:-1]]
