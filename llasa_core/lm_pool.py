@@ -122,16 +122,19 @@ def decode_attention(module, query, key, value, attention_mask, scaling=None, dr
     Torch's fused CPU attention is slow on this shape (one query, a strided key view, a boolean
     mask: 5.6 ms for 64 rows against 1.6 ms here), and grouped-query heads would be repeated
     (copied) first; here the query heads of a group attend to their shared key head directly.
+    Without a mask every row attends to all `kv_length` positions (all rows are equally long).
     Anything else (a prefill) goes to SDPA.
     """
-    if query.shape[2] != 1 or attention_mask is None or attention_mask.dtype != torch.bool:
+    if query.shape[2] != 1 or (attention_mask is not None and attention_mask.dtype != torch.bool):
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
     rows, heads, _, dim = query.shape
     kv_heads = key.shape[1]
     grouped = query.view(rows, kv_heads, heads // kv_heads, dim)
     scores = torch.matmul(grouped, key.transpose(-1, -2)) * (scaling if scaling is not None else dim ** -0.5)
-    weights = scores.masked_fill(~attention_mask, float("-inf")).softmax(dim=-1, dtype=torch.float32)
+    if attention_mask is not None:
+        scores = scores.masked_fill(~attention_mask, float("-inf"))
+    weights = scores.softmax(dim=-1, dtype=torch.float32)
     output = torch.matmul(weights.to(value.dtype), value)  # rows, kv_heads, group, dim
     return output.view(rows, heads, 1, dim).transpose(1, 2), None
 

@@ -373,13 +373,16 @@ class LMScheduler:
     # The token step --------------------------------------------------------------------------------
     def _step(self) -> None:
         rows = len(self._active)
-        kv_length = max(row.positions for row in self._active) + 1
+        lengths = [row.positions for row in self._active]
+        kv_length = max(lengths) + 1
         positions = self.pool.positions[:rows].clone()  # on the device: no host-to-device copy per step
         if self._arange.shape[0] < self.pool.length:
             self._arange = torch.arange(self.pool.length, device=self.device)
         row_index = self._arange[:rows]
         input_ids = self.pool.tokens[row_index, positions][:, None]
-        mask = (self._arange[None, :kv_length] <= positions[:, None])[:, None, None, :]
+        mask = None  # rows of equal length (one search, or searches in step) need no padding mask
+        if min(lengths) + 1 != kv_length:
+            mask = (self._arange[None, :kv_length] <= positions[:, None])[:, None, None, :]
         hidden = self.model.base_model(
             input_ids=input_ids, attention_mask=mask, position_ids=positions[:, None],
             past_key_values=StepCache(self.pool, rows, positions, kv_length),
