@@ -19,7 +19,7 @@ from llasa_core.validation import InputError, check_reference, check_text
 from protos.llasa.tts.v1 import tts_pb2 as pb
 
 from .config import LlasaAppArgs, Limits
-from .orchestrator import RequestError, SynthesisJob, SynthesisOutcome
+from .orchestrator import AudioChunk, RequestError, SynthesisJob, SynthesisOutcome
 
 API_VERSION = "llasa.tts.v1"
 TOKENS_PER_SECOND = 50
@@ -262,6 +262,7 @@ def response_proto(outcome: SynthesisOutcome, fmt: int) -> pb.SynthesizeResponse
             lm=_stage(account.lm), codec=_stage(account.codec),
             verifiers={name: _stage(a) for name, a in account.verifiers.items()},
             search_seconds=account.wall_seconds, steps=result.steps, stage_retries=account.stage_retries,
+            first_audio_seconds=account.first_audio_seconds,
         ),
         timings=pb.Timings(reference_encode_seconds=outcome.reference_encode_seconds,
                            search_seconds=outcome.search_seconds),
@@ -272,6 +273,11 @@ def response_proto(outcome: SynthesisOutcome, fmt: int) -> pb.SynthesizeResponse
                            probability=w.get("probability", 0.0)) for w in outcome.words],
         judge=_verdicts({"judge": outcome.judge})[0] if outcome.judge is not None else None,
     )
+
+
+def audio_chunk_proto(chunk: AudioChunk, elapsed: float) -> pb.AudioChunk:
+    return pb.AudioChunk(pcm_f32le=np.asarray(chunk.samples, dtype="<f4").tobytes(), sample_rate=SAMPLE_RATE,
+                         start_seconds=chunk.start / SAMPLE_RATE, elapsed_seconds=elapsed)
 
 
 def progress_proto(event: StepEvent, elapsed: float) -> pb.SearchProgress:

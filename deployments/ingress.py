@@ -24,7 +24,7 @@ from protos.llasa.tts.v1 import tts_pb2 as pb
 from . import convert
 from .auth import UNAUTHENTICATED_MESSAGE, KeyChecker
 from .config import LlasaAppArgs
-from .orchestrator import RequestError, StageUnavailableError, SynthesisOutcome
+from .orchestrator import AudioChunk, RequestError, StageUnavailableError, SynthesisOutcome
 
 UNAVAILABLE_ERRORS = (DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, ActorDiedError,
                       ActorUnavailableError, SessionError, StageUnavailableError, VerifiersUnavailableError)
@@ -73,12 +73,20 @@ class TTSIngress:
             self._authenticate(grpc_context)
             job = convert.parse_request(request, self.args)
             validated = time.perf_counter()
-            stream = self.orchestrator.options(stream=True).synthesize_stream.remote(job)
+            stream = self.orchestrator.options(stream=True).synthesize_stream.remote(job, audio=True)
+            first_audio = None
             try:
                 async with asyncio.timeout(convert.timeout_of(request, self.args)):
                     async for item in stream:
                         if isinstance(item, SynthesisOutcome):
-                            yield pb.SynthesizeEvent(result=_finish(item, request.output_format, started, validated))
+                            response = _finish(item, request.output_format, started, validated)
+                            if first_audio is not None:
+                                response.timings.first_audio_seconds = first_audio
+                            yield pb.SynthesizeEvent(result=response)
+                        elif isinstance(item, AudioChunk):
+                            elapsed = time.perf_counter() - started
+                            first_audio = elapsed if first_audio is None else first_audio
+                            yield pb.SynthesizeEvent(audio=convert.audio_chunk_proto(item, elapsed))
                         else:
                             yield pb.SynthesizeEvent(progress=convert.progress_proto(item,
                                                                                      time.perf_counter() - started))

@@ -140,6 +140,14 @@ class SynthesisJob:
     text_has_tags: bool = False  # the text marks non-speech tags ([laughs]) that ASR must not expect
 
 
+@dataclass(frozen=True)
+class AudioChunk:
+    """Audio of the chosen candidate that will not change; a stream's chunks, joined, are its audio."""
+
+    samples: np.ndarray  # float32 at the codec's sample rate
+    start: int  # first sample's position in the whole audio
+
+
 @dataclass
 class SynthesisOutcome:
     result: SearchResult  # audio kept on the chosen candidate only
@@ -248,10 +256,19 @@ class SearchOrchestrator:
     async def synthesize(self, job: SynthesisJob) -> SynthesisOutcome:
         return await self._run(job, on_step=None)
 
-    async def synthesize_stream(self, job: SynthesisJob) -> AsyncIterator[StepEvent | SynthesisOutcome]:
-        """StepEvents as the search makes them, then the SynthesisOutcome."""
+    async def synthesize_stream(self, job: SynthesisJob,
+                                audio: bool = False) -> AsyncIterator[StepEvent | AudioChunk | SynthesisOutcome]:
+        """StepEvents as the search makes them (with `audio`, AudioChunks too, as soon as the audio
+        is fixed), then the SynthesisOutcome."""
         events: asyncio.Queue = asyncio.Queue()
-        task = asyncio.create_task(self._run(job, on_step=events.put_nowait))
+        on_audio = None
+        if audio:
+            position = [0]
+
+            def on_audio(samples: np.ndarray) -> None:
+                events.put_nowait(AudioChunk(samples=samples, start=position[0]))
+                position[0] += len(samples)
+        task = asyncio.create_task(self._run(job, on_step=events.put_nowait, on_audio=on_audio))
         task.add_done_callback(lambda _: events.put_nowait(None))
         try:
             while (event := await events.get()) is not None:
@@ -260,20 +277,20 @@ class SearchOrchestrator:
         finally:
             task.cancel()  # the client went away: stop the search (it releases its LM session)
 
-    async def _run(self, job: SynthesisJob, on_step) -> SynthesisOutcome:
+    async def _run(self, job: SynthesisJob, on_step, on_audio=None) -> SynthesisOutcome:
         """The search, bounded by the job's deadline: out of time, it stops wherever it is (its
         stage calls cancelled, its LM session released) with DeadlineExceeded."""
         if job.deadline is None:
-            return await self._search(job, on_step)
+            return await self._search(job, on_step, on_audio)
         try:
             async with asyncio.timeout(job.deadline - time.time()):
-                return await self._search(job, on_step)
+                return await self._search(job, on_step, on_audio)
         except DeadlineExceeded:
             raise
         except TimeoutError:
             raise DeadlineExceeded("the request's deadline passed during the search") from None
 
-    async def _search(self, job: SynthesisJob, on_step) -> SynthesisOutcome:
+    async def _search(self, job: SynthesisJob, on_step, on_audio=None) -> SynthesisOutcome:
         retries = [0]
         request_context.stage_retries.set(retries)  # this task's context: seen by every stage call of this request
         request_context.deadline.set(job.deadline)
@@ -300,7 +317,7 @@ class SearchOrchestrator:
             )
         context = ScoreContext(text=job.text, language=job.language, reference_audio=job.reference_audio,
                                reference_text=job.reference_text, non_speech_tags=job.text_has_tags)
-        result = await run_search(job.config, self.stages, prompt_ids, context, reference_codes, on_step)
+        result = await run_search(job.config, self.stages, prompt_ids, context, reference_codes, on_step, on_audio)
         words, judge = await self._listen(job, result.chosen.audio, context)
         result.account.stage_retries = retries[0]
         for candidate in result.candidates:

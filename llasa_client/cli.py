@@ -4,12 +4,15 @@
   llasa-tts describe
 
 `synthesize` uses the streaming call, shows a line per search step on stderr, writes the audio
-and a JSON report (scores of every kept candidate, compute account, timings) next to it.
+and a JSON report (scores of every kept candidate, compute account, timings) next to it. With
+`--stream-raw PATH` (`-`: stdout) it also writes the audio as it arrives, raw mono float32 at
+16 kHz, e.g. `llasa-tts synthesize "Hello" --stream-raw - | aplay -f FLOAT_LE -r 16000 -c 1`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -71,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--text-has-tags", action="store_true",
                    help="the text marks non-speech tags such as [laughs]: the ASR does not expect them spoken")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.add_argument("--stream-raw", metavar="PATH",
+                   help="also write the audio as it arrives: raw float32 mono 16 kHz samples, to PATH or - (stdout)")
     return parser
 
 
@@ -94,6 +99,15 @@ def _show_progress(progress) -> None:
           f"{progress.lm_generated_tokens} tokens, {progress.elapsed_seconds:.1f} s", file=sys.stderr)
 
 
+def _raw_sink(path: str | None):
+    """Where streamed audio goes: nothing, stdout's bytes, or a file."""
+    if path is None:
+        return contextlib.nullcontext(None)
+    if path == "-":
+        return contextlib.nullcontext(sys.stdout.buffer)
+    return open(path, "wb")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -101,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "describe":
                 print(json.dumps(MessageToDict(client.describe()), indent=2))
                 return 0
-            response = client.synthesize_with_progress(
-                args.text, _options(args), on_progress=None if args.quiet else _show_progress)
+            with _raw_sink(args.stream_raw) as sink:
+                response = client.synthesize_with_progress(
+                    args.text, _options(args), on_progress=None if args.quiet else _show_progress,
+                    on_audio=(lambda chunk: (sink.write(chunk.pcm_f32le), sink.flush())) if sink else None)
     except TTSError as err:
         print(f"llasa-tts: {err}", file=sys.stderr)
         return 1
@@ -122,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_seconds": round(response.timings.total_seconds, 3),
         "verifiers_used": list(response.verifiers_used),
         "verifiers_failed": {f.verifier: f.reason for f in response.verifiers_failed},
-    }))
+    }), file=sys.stderr if args.stream_raw == "-" else sys.stdout)  # stdout may carry the raw audio
     return 0
 
 

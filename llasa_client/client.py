@@ -131,7 +131,8 @@ class TTSClient:
 
     def synthesize_stream(self, text: str, options: SynthesisOptions = SynthesisOptions(),
                           timeout: float | None = None) -> Iterator[pb.SynthesizeEvent]:
-        """Progress events, then one event holding the result."""
+        """Progress and audio events (AudioChunk: mono float32 that will not change, in order), then
+        one event holding the result, whose audio is the chunks joined."""
         try:
             yield from self.stub.SynthesizeStream(build_request(text, options), metadata=self.metadata, timeout=timeout)
         except grpc.RpcError as err:
@@ -139,12 +140,17 @@ class TTSClient:
 
     def synthesize_with_progress(self, text: str, options: SynthesisOptions = SynthesisOptions(),
                                  on_progress: Callable[[pb.SearchProgress], None] | None = None,
-                                 timeout: float | None = None) -> pb.SynthesizeResponse:
+                                 timeout: float | None = None,
+                                 on_audio: Callable[[pb.AudioChunk], None] | None = None) -> pb.SynthesizeResponse:
+        """The result; `on_progress` and `on_audio` see the stream's events as they arrive (write or
+        play each AudioChunk's `pcm_f32le` samples at once)."""
         for event in self.synthesize_stream(text, options, timeout):
-            if event.HasField("progress"):
-                if on_progress:
-                    on_progress(event.progress)
-            else:
+            kind = event.WhichOneof("event")
+            if kind == "progress" and on_progress:
+                on_progress(event.progress)
+            elif kind == "audio" and on_audio:
+                on_audio(event.audio)
+            elif kind == "result":
                 return event.result
         raise TTSError(grpc.StatusCode.UNKNOWN, "the stream ended without a result")
 

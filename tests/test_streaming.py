@@ -4,6 +4,7 @@ the chunks joined are the chosen audio, sample for sample (tiny random checkpoin
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -96,3 +97,62 @@ def test_without_a_listener_nothing_changes(engine):
                                    engine.lm.prompt_ids(TEXT), ScoreContext(text=TEXT)))
     assert plain.account.lm.calls == 1 and plain.account.first_audio_seconds is None
     assert streamed.account.lm.calls == 5
+
+
+# Through the service (tests/serve_support.py: Ray Serve, the gRPC proxy, every deployment) --------
+def stream_events(service, text, options):
+    from llasa_client import TTSClient
+
+    with TTSClient(service.address) as client:
+        return list(client.synthesize_stream(text, options))
+
+
+@pytest.mark.parametrize("strategy", [dict(n=1), dict(strategy="beam", n=4, beam_width=4,
+                                                      process_verifiers={"speaker": 1.0})],
+                         ids=["n1", "beam"])
+def test_service_streams_audio_chunks_that_join_into_the_result(service, strategy):
+    from llasa_client import SynthesisOptions
+
+    options = SynthesisOptions(max_speech_tokens=60, step_tokens=10, seed=7, output_format="f32", **strategy)
+    events = stream_events(service, "Chunks as they come.", options)
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[-1] == "result" and kinds.count("result") == 1
+    chunks = [e.audio for e in events if e.HasField("audio")]
+    result = events[-1].result
+    assert b"".join(c.pcm_f32le for c in chunks) == result.audio and len(result.audio) == 60 * 320 * 4
+    starts = np.cumsum([0] + [len(c.pcm_f32le) // 4 for c in chunks[:-1]]) / 16_000
+    np.testing.assert_allclose([c.start_seconds for c in chunks], starts)
+    # audio flows during the search, not only after it: a chunk comes before the last step's progress
+    assert len(chunks) >= 3 and kinds.index("audio") < len(kinds) - 1 - kinds[::-1].index("progress")
+    first = chunks[0].elapsed_seconds
+    assert result.timings.first_audio_seconds == pytest.approx(first)
+    assert 0 < result.account.first_audio_seconds < result.account.search_seconds
+    assert first < result.timings.total_seconds
+
+
+def test_cancelling_after_the_first_audio_stops_all_stage_work(service):
+    """The client drops the stream once audio flows; every stage stops (counters as in
+    tests/test_reliability.py)."""
+    import grpc
+    from serve_support import TEST_API_KEY
+    from test_reliability import APP, slow, wait_quiet, work
+
+    from llasa_client.client import build_request
+    from protos.llasa.tts.v1 import tts_pb2_grpc
+
+    start, _ = wait_quiet()
+    channel = grpc.insecure_channel(service.address)
+    call = tts_pb2_grpc.TTSServiceStub(channel).SynthesizeStream(
+        build_request("Cancelled while it speaks.", slow(8.0)), metadata=(("application", APP), ("x-api-key", TEST_API_KEY)))
+    chunks = 0
+    for event in call:
+        chunks += event.HasField("audio")
+        if chunks == 2:
+            call.cancel()
+            break
+    channel.close()
+    after, settled = wait_quiet(limit=8.0 + 15)
+    print(f"work stopped {settled:.1f} s after the cancel")
+    assert chunks == 2 and after["LMSampler"][2] > start["LMSampler"][2] and after["LMSampler"][3] == 0
+    time.sleep(3)
+    assert work() == after
