@@ -4,8 +4,9 @@
 
 Speaker embeddings are the project's speaker verifier's (resemblyzer, verifiers/speaker.py).
 For each pair of voices: the mean cosine between their utterances (within one voice: between
-different utterances). The training voices' utterances come from demo.data's codec shards; the
-held-out voice is synthesised here (seeded). With `--codec` (default: the data's codec, if it
+different utterances). The training voices' utterances come from demo.data's codec shards (or,
+with `--fresh`, are synthesised here like the held-out voice's, seeded, so that a codec is judged
+on speech it did not learn from). With `--codec` (default: the data's codec, if it
 exists) the same through the codec's round trip, each coded voice against its own unquantised
 speech and against Joe's, and the round trip's WER per voice (Whisper tiny.en, each utterance's
 capped at 1).
@@ -21,7 +22,7 @@ import numpy as np
 
 from demo.data import CODEC_SHARDS, load_audio_shard, load_piper, speak
 from demo.sentences import MixedSentenceMaker
-from demo.voices import HELD_OUT_VOICE, VOICES, transform
+from demo.voices import HELD_OUT_VOICE, VOICES, Voice, transform
 from llasa_core.demo_codec import peak_normalise
 
 
@@ -43,14 +44,15 @@ def show(title: str, table: dict[str, dict[str, float]]) -> None:
         print(f"{a:>7} " + " ".join(f"{v:7.3f}" for v in row.values()))
 
 
-def held_out_voice_speech(count: int) -> tuple[list[str], list[np.ndarray]]:
-    maker, piper = MixedSentenceMaker(seed=777), load_piper(777)
+def fresh_speech(voice: Voice, count: int, seed: int = 777) -> tuple[list[str], list[np.ndarray]]:
+    """`count` prose or question items in `voice`, synthesised here (none is in the data)."""
+    maker, piper = MixedSentenceMaker(seed=seed), load_piper(seed)
     texts, audios = [], []
     while len(texts) < count:
         kind, text = maker.item()
         if kind in ("prose", "question"):
             texts.append(text)
-            audios.append(peak_normalise(transform(speak(piper, text, 1.0 / HELD_OUT_VOICE.tempo, 0.667, 0.8), HELD_OUT_VOICE)))
+            audios.append(peak_normalise(transform(speak(piper, text, 1.0 / voice.tempo, 0.667, 0.8), voice)))
     return texts, audios
 
 
@@ -60,13 +62,17 @@ def main() -> None:
     parser.add_argument("--cache", default=".cache/demo")
     parser.add_argument("--codec", default=None, help="default: <data>/codec if it exists")
     parser.add_argument("--per-voice", type=int, default=8)
+    parser.add_argument("--fresh", action="store_true",
+                        help="every voice's utterances synthesised here, not the codec's training shards'")
     parser.add_argument("--out", default=None, help="default: <data>/voices.json")
     args = parser.parse_args()
     from verifiers.speaker import ResemblyzerEmbedder
 
     texts: dict[str, list[str]] = {v.name: [] for v in VOICES}
     audios: dict[str, list[np.ndarray]] = {v.name: [] for v in VOICES}
-    for index in range(CODEC_SHARDS):
+    for index, voice in enumerate(VOICES if args.fresh else ()):
+        texts[voice.name], audios[voice.name] = fresh_speech(voice, args.per_voice, seed=778 + index)
+    for index in range(0 if args.fresh else CODEC_SHARDS):
         path = Path(args.cache) / "v2" / "audio" / f"shard{index:05d}.npz"
         if not path.exists():
             break
@@ -75,7 +81,7 @@ def main() -> None:
             if kind in ("prose", "question") and len(audios[voice]) < args.per_voice:
                 texts[voice].append(text)
                 audios[voice].append(audio)
-    texts[HELD_OUT_VOICE.name], audios[HELD_OUT_VOICE.name] = held_out_voice_speech(args.per_voice)
+    texts[HELD_OUT_VOICE.name], audios[HELD_OUT_VOICE.name] = fresh_speech(HELD_OUT_VOICE, args.per_voice)
     embedder = ResemblyzerEmbedder()
     raw = {name: embedder.embed(a) for name, a in audios.items() if a}
     report = {"utterances_per_voice": {k: len(v) for k, v in audios.items()}, "unquantised": cosines(raw)}
