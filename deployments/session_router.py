@@ -19,9 +19,9 @@ from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, R
 
 
 class SessionPinRouter(RequestRouter):
-    """Routes by `handle.options(session_id=...)`; calls of no pinned session go to the replica
-    with the most free KV budget that has room (Serve walks the ranks in order and skips full
-    replicas).
+    """Routes by `handle.options(session_id=...)`; a `generate` of no pinned session (a new
+    search) goes to the replica with the most free KV budget that has room (Serve walks the ranks
+    in order and skips full replicas); other unpinned calls go to a random replica.
 
     A call whose pinned replica has gone (it died) is routed like a new one: that replica answers
     that it does not hold the session, and the search ends with UNAVAILABLE instead of waiting for
@@ -40,7 +40,9 @@ class SessionPinRouter(RequestRouter):
             if pinned is not None:
                 return [[pinned]]
         shuffled = random.sample(candidate_replicas, len(candidate_replicas))
-        shuffled.sort(key=lambda replica: -(replica.routing_stats or {}).get("kv_free_tokens", 0))
+        if pending_request is not None and pending_request.metadata.call_method == self.pin_method:
+            # a new session: where its KV cache fits best. Other calls (probes) spread at random.
+            shuffled.sort(key=lambda replica: -(replica.routing_stats or {}).get("kv_free_tokens", 0))
         return [[replica] for replica in shuffled]
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result) -> None:
