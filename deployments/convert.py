@@ -159,7 +159,7 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
         text=text, config=config,
         language=language, reference_audio=reference_audio, reference_text=reference_text,
         deadline=time.time() + timeout, word_timestamps=request.word_timestamps, judge=request.judge,
-        text_has_tags=request.text_has_tags,
+        text_has_tags=request.text_has_tags, speech_tokens_asked=search.HasField("max_speech_tokens"),
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from llasa_core.prompt import PromptBuilder
 from llasa_core.search import SearchConfig, SearchResult, Stages, StepEvent, run_search
 from llasa_core.stages import GenerateRequest, GenerateResult, ScoreContext, VerifierScore
 
-from . import request_context
+from . import long_text, request_context
 from .config import CodecArgs, LMArgs, ResilienceArgs, resolve_model
 from .request_context import DeadlineExceeded
 
@@ -138,6 +139,7 @@ class SynthesisJob:
     word_timestamps: bool = False  # return each word's start and end in the chosen audio
     judge: bool = False  # score the chosen audio with the server's judge
     text_has_tags: bool = False  # the text marks non-speech tags ([laughs]) that ASR must not expect
+    speech_tokens_asked: bool = False  # config.max_new_tokens is the request's own cap, not the default
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,7 @@ class SearchOrchestrator:
         judge: str | None = None, timestamps_verifier: str | None = None,
     ):
         self.prompt_builder = PromptBuilder.from_pretrained(resolve_model(lm_args.model, "llasa", tiny_cache_dir))
+        self.long_text_voice = lm_args.long_text_voice
         self.codec = codec
         self.policy = resilience
         self.stages = Stages(lm=ServeLM(lm, resilience), codec=ServeCodec(codec, resilience),
@@ -306,18 +309,15 @@ class SearchOrchestrator:
                 "CodecDecoder", lambda: self.codec.encode.remote(job.reference_audio), self.policy,
                 running_replicas(self.codec))
         encoded = time.perf_counter()
-        try:
-            prompt_ids = self.prompt_builder(job.text, job.reference_text, reference_codes)
-        except ValueError as err:
-            raise RequestError(str(err)) from err
-        if len(prompt_ids) >= job.config.max_total_tokens:
-            raise RequestError(
-                f"the prompt has {len(prompt_ids)} tokens, at or over the server's max_total_tokens "
-                f"{job.config.max_total_tokens}: shorten the text or the reference voice"
-            )
+        chunks = self._plan(job, reference_codes)
+        if len(chunks) == 1:
+            result, prompt_tokens = await self._search_text(job, job.text, self._chunk_config(job, job.text, 0),
+                                                            job.reference_text,
+                                                            reference_codes, job.reference_audio, on_step, on_audio)
+        else:
+            result, prompt_tokens = await self._search_chunks(job, chunks, reference_codes, on_step, on_audio)
         context = ScoreContext(text=job.text, language=job.language, reference_audio=job.reference_audio,
                                reference_text=job.reference_text, non_speech_tags=job.text_has_tags)
-        result = await run_search(job.config, self.stages, prompt_ids, context, reference_codes, on_step, on_audio)
         words, judge = await self._listen(job, result.chosen.audio, context)
         result.account.stage_retries = retries[0]
         for candidate in result.candidates:
@@ -325,12 +325,106 @@ class SearchOrchestrator:
                 candidate.audio = None  # only the chosen audio travels back
         return SynthesisOutcome(
             result=result,
-            prompt_tokens=len(prompt_ids),
+            prompt_tokens=prompt_tokens,
             reference_encode_seconds=encoded - started,
             search_seconds=time.perf_counter() - encoded,
             words=words,
             judge=judge,
         )
+
+    def _prompt(self, text: str, reference_text: str | None, reference_codes: Sequence[int]) -> list[int]:
+        try:
+            return self.prompt_builder(text, reference_text, reference_codes)
+        except ValueError as err:
+            raise RequestError(str(err)) from err
+
+    def _plan(self, job: SynthesisJob, reference_codes: Sequence[int]) -> list[str]:
+        """The text's chunks (deployments/long_text.py): each fits the context with its voice
+        context (the reference; without one and with long_text_voice "previous", the previous
+        chunk, for which half the context is kept) and the speech it may need. A request's own
+        max_speech_tokens caps each chunk; without one, chunks are kept within the default cap
+        where their sentences allow (a model speaks short texts best)."""
+        limit = job.config.max_total_tokens
+        if job.reference_audio is None and self.long_text_voice == "previous":
+            limit //= 2
+
+        def fits_context(text: str) -> bool:
+            need = long_text.speech_tokens_for(text)
+            if job.speech_tokens_asked:
+                need = min(need, job.config.max_new_tokens)
+            return len(self._prompt(text, job.reference_text, reference_codes)) + need <= limit
+
+        def fits(text: str) -> bool:  # and, unless the request set its own cap, within the default cap
+            asked = job.speech_tokens_asked or long_text.speech_tokens_for(text) <= job.config.max_new_tokens
+            return asked and fits_context(text)
+
+        try:
+            return long_text.plan_chunks(job.text, job.language, fits, fits_context)
+        except long_text.TextTooLong as err:
+            raise RequestError(f"{err}: split it into shorter sentences, use a shorter reference voice, or ask the "
+                               f"operator for a larger max_total_tokens (now {job.config.max_total_tokens})") from None
+
+    def _chunk_config(self, job: SynthesisJob, text: str, index: int) -> SearchConfig:
+        """Each chunk may speak as long as its text may need, unless the request set its own cap."""
+        update: dict = {}
+        if not job.speech_tokens_asked:
+            update["max_new_tokens"] = max(job.config.max_new_tokens or 0, long_text.speech_tokens_for(text))
+        if job.config.seed is not None:
+            update["seed"] = job.config.seed + index
+        return job.config.model_copy(update=update)
+
+    async def _search_text(self, job: SynthesisJob, text: str, config: SearchConfig, reference_text: str | None,
+                           reference_codes: Sequence[int], reference_audio: np.ndarray | None, on_step, on_audio
+                           ) -> tuple[SearchResult, int]:
+        prompt_ids = self._prompt(text, reference_text, reference_codes)
+        if len(prompt_ids) >= config.max_total_tokens:
+            raise RequestError(
+                f"the prompt has {len(prompt_ids)} tokens, at or over the server's max_total_tokens "
+                f"{config.max_total_tokens}: shorten the text or the reference voice"
+            )
+        context = ScoreContext(text=text, language=job.language, reference_audio=reference_audio,
+                               reference_text=reference_text, non_speech_tags=job.text_has_tags)
+        result = await run_search(config, self.stages, prompt_ids, context, reference_codes, on_step, on_audio)
+        return result, len(prompt_ids)
+
+    async def _search_chunks(self, job: SynthesisJob, chunks: list[str], reference_codes: Sequence[int],
+                             on_step, on_audio) -> tuple[SearchResult, int]:
+        """One search per chunk, in order, each with the reference voice (or, with long_text_voice
+        "previous", the previous chunk's chosen speech) as its voice; the audio is joined with a short crossfade and, streaming, handed
+        on chunk by chunk as it is fixed."""
+        joined: list[np.ndarray] = []
+
+        def keep(samples: np.ndarray) -> None:
+            joined.append(samples)
+            if on_audio is not None:
+                on_audio(samples)
+
+        joiner = long_text.AudioJoiner(keep)
+        results: list[SearchResult] = []
+        steps = [0]
+
+        def step(event: StepEvent):
+            return on_step(dataclasses.replace(event, step=event.step + steps[0])) if on_step else None
+
+        voice = (job.reference_text, list(reference_codes), job.reference_audio)
+        prompt_tokens = 0
+        for index, text in enumerate(chunks):
+            config = self._chunk_config(job, text, index)
+            if job.reference_audio is None and self.long_text_voice == "previous" and results:
+                previous = results[-1].chosen
+                voice = (chunks[index - 1], previous.codes, previous.audio)
+                if len(self._prompt(text, *voice[:2])) + config.max_new_tokens > config.max_total_tokens:
+                    voice = (None, [], None)  # the previous chunk does not fit beside this one
+            result, tokens = await self._search_text(job, text, config, *voice, step,
+                                                     joiner.add if on_audio is not None else None)
+            if on_audio is None:
+                joiner.add(result.chosen.audio)
+            joiner.end_chunk()
+            steps[0] += result.steps
+            prompt_tokens += tokens
+            results.append(result)
+        joiner.finish()
+        return long_text.merge_results(results, np.concatenate(joined)), prompt_tokens
 
     async def _listen(self, job: SynthesisJob, audio: np.ndarray, context: ScoreContext
                       ) -> tuple[list[dict], VerifierScore | None]:

@@ -156,3 +156,97 @@ def test_cancelling_after_the_first_audio_stops_all_stage_work(service):
     assert chunks == 2 and after["LMSampler"][2] > start["LMSampler"][2] and after["LMSampler"][3] == 0
     time.sleep(3)
     assert work() == after
+
+
+# Long texts (deployments/long_text.py, the orchestrator's chunked search) ----------------------------
+PARAGRAPH = (
+    "The weather turned cold just after sunset, and the streets of the old town grew quiet. "
+    "Please remember to water the plants on Thursday, because the kitchen window gets the afternoon sun. "
+    "Our train was delayed by almost twenty minutes, so we bought coffee and watched the platform fill up. "
+    "She opened the window and listened to the rain falling on the roofs across the narrow lane. "
+    "The museum closes early on public holidays, but the garden behind it stays open until dusk. "
+    "My friend works as a teacher in Boston, and every summer she travels to the coast with her family. "
+    "They rent a small house near the harbour, where the boats come in before dawn with the morning catch. "
+    "In the evenings they walk along the beach, collect smooth stones, and talk about the year ahead. "
+    "When the holiday ends, she returns to her classroom with new stories for her students. "
+    "Nobody expected the bakery on the corner to close, yet it shut its doors last week after forty years."
+)
+
+
+def test_joiner_hands_out_exactly_the_joined_audio():
+    from deployments.long_text import AudioJoiner
+
+    rng = np.random.default_rng(0)
+    parts = [[rng.standard_normal(n).astype(np.float32) for n in sizes] for sizes in ([500, 7, 300], [3, 90, 800], [50])]
+    streamed, whole = [], []
+    joiner, reference = AudioJoiner(streamed.append, fade=160), AudioJoiner(whole.append, fade=160)
+    for chunk in parts:
+        for piece in chunk:
+            joiner.add(piece)
+        joiner.end_chunk()
+        reference.add(np.concatenate(chunk))
+        reference.end_chunk()
+    joiner.finish(), reference.finish()
+    np.testing.assert_array_equal(np.concatenate(streamed), np.concatenate(whole))
+    # the first join overlaps 160 samples; the last chunk is shorter than the fade and is kept whole
+    assert len(np.concatenate(whole)) == sum(len(p) for chunk in parts for p in chunk) - 160
+
+
+def test_plan_packs_sentences_and_refuses_what_cannot_fit():
+    from deployments.long_text import TextTooLong, plan_chunks
+
+    chunks = plan_chunks(PARAGRAPH, "en", lambda text: len(text) <= 220)
+    assert " ".join(chunks) == PARAGRAPH and 5 <= len(chunks) <= 10 and all(len(c) <= 220 for c in chunks)
+    assert plan_chunks("Short. Text.", "en", lambda text: True) == ["Short. Text."]
+    with pytest.raises(TextTooLong, match="cannot be spoken"):
+        plan_chunks("One fine sentence. " + "word " * 100, "en", lambda text: len(text) <= 200)
+
+
+@pytest.fixture(scope="module")
+def demo_orchestrator():
+    """The orchestrator's own class over in-process stages of the demo model (no Ray)."""
+    from pathlib import Path
+
+    from deployments.config import Limits
+    from deployments.orchestrator import SearchOrchestrator
+    from llasa_core.codec import load_codec
+    from llasa_core.lm import TransformersLM
+    from llasa_core.prompt import PromptBuilder
+
+    model = Path(__file__).resolve().parents[1] / "models" / "llasa-demo"
+    engine = LlasaTTS(TransformersLM(str(model / "lm")), load_codec(str(model / "codec")), {})
+    orchestrator = SearchOrchestrator.func_or_class.__new__(SearchOrchestrator.func_or_class)
+    orchestrator.prompt_builder = PromptBuilder.from_pretrained(str(model / "lm"))
+    orchestrator.stages, orchestrator._layout_known = engine.stages, True
+    orchestrator.long_text_voice = "none"  # deployments/config.py LMArgs: the demo model's setting
+    engine.stages.decode_context_tokens, engine.stages.decode_redo_tokens = 25, 10  # serve_config.yaml's
+    return orchestrator, Limits()
+
+
+def test_a_150_word_paragraph_is_spoken_whole_and_streamed_chunk_by_chunk(demo_orchestrator):
+    from deployments.orchestrator import SynthesisJob
+
+    orchestrator, limits = demo_orchestrator
+    words = len(PARAGRAPH.split())
+    assert words >= 150
+    config = SearchConfig(n=1, step_tokens=50, seed=1, max_new_tokens=500, max_total_tokens=limits.max_total_tokens)
+    chunks = []
+    outcome = asyncio.run(orchestrator._search(SynthesisJob(text=PARAGRAPH, config=config), None, chunks.append))
+    chosen = outcome.result.chosen
+    np.testing.assert_array_equal(np.concatenate(chunks), chosen.audio)
+    seconds = len(chosen.audio) / 16_000
+    print(f"{len(outcome.result.candidates)} chunks, {seconds:.1f} s of audio:",
+          [(len(c.codes), c.truncated) for c in outcome.result.candidates])
+    assert len(outcome.result.candidates) >= 4  # one chosen candidate per chunk
+    assert chosen.finished and not chosen.truncated and all(c.finished for c in outcome.result.candidates)
+    assert seconds >= words * 0.25  # 240 words a minute would be fast speech
+
+
+def test_a_sentence_that_cannot_fit_is_invalid_argument(demo_orchestrator):
+    from deployments.orchestrator import RequestError, SynthesisJob
+
+    orchestrator, limits = demo_orchestrator
+    config = SearchConfig(n=1, max_new_tokens=500, max_total_tokens=limits.max_total_tokens)
+    text = "Fine. " + "and then " * 110
+    with pytest.raises(RequestError, match="split it into shorter sentences"):
+        asyncio.run(orchestrator._search(SynthesisJob(text=text, config=config), None))
