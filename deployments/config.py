@@ -52,6 +52,10 @@ class LMArgs(_Args):
                                                                         "(weights + paged KV)")
     session_idle_seconds: float = Field(300, gt=0, description="a KV cache unused this long is dropped (its "
                                                                "release was lost, e.g. the replica set changed)")
+    long_text_voice: Literal["previous", "none"] = Field(
+        "none", description='a long text is searched chunk by chunk; without a reference voice, "previous" gives '
+                            "each chunk the previous chunk's speech as its voice (Llasa's chunking; keeps the voice), "
+                            '"none" starts each chunk afresh (the demo model cannot continue its own speech)')
 
 
 class CodecArgs(_Args):
