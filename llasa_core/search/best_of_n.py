@@ -18,8 +18,13 @@ async def search(run: SearchRun) -> list[Candidate]:
     return candidates
 
 
+FIRST_AUDIO_TOKENS = 10  # streaming n = 1: the first step's audio that is settled at once (0.2 s)
+
+
 async def _stream_one(run: SearchRun) -> list[Candidate]:
-    candidates = await run.start(1, max_new_tokens=run.config.step_tokens)
+    """The first step is short (the redone codes plus FIRST_AUDIO_TOKENS), so audio starts early."""
+    first = min(run.config.step_tokens, run.stages.decode_redo_tokens + FIRST_AUDIO_TOKENS)
+    candidates = await run.start(1, max_new_tokens=first)
     while not candidates[0].finished:
         await run.decode(candidates)
         await run.report(candidates, [])
