@@ -135,6 +135,7 @@ class SynthesisJob:
     language: str = "en"
     reference_audio: np.ndarray | None = None
     reference_text: str | None = None
+    reference_codes: tuple[int, ...] | None = None  # a saved voice's codes, encoded at upload: not encoded again
     deadline: float | None = None  # time.time() by which the answer is due; every stage call gets what it leaves
     word_timestamps: bool = False  # return each word's start and end in the chosen audio
     judge: bool = False  # score the chosen audio with the server's judge
@@ -303,8 +304,8 @@ class SearchOrchestrator:
             self.stages.sample_rate, self.stages.samples_per_token = rate, hop
             self._layout_known = True
         started = time.perf_counter()
-        reference_codes: list[int] = []
-        if job.reference_audio is not None:
+        reference_codes: list[int] = list(job.reference_codes or ())
+        if job.reference_audio is not None and job.reference_codes is None:
             reference_codes = await call_idempotent(
                 "CodecDecoder", lambda: self.codec.encode.remote(job.reference_audio), self.policy,
                 running_replicas(self.codec))
