@@ -39,13 +39,6 @@ VOICES = (
 HELD_OUT_VOICE = Voice("alto", pitch=1.3, formant=1.22, intonation=1.0, tempo=1.0)
 
 
-def voice_named(name: str) -> Voice:
-    for voice in (*VOICES, HELD_OUT_VOICE):
-        if voice.name == name:
-            return voice
-    raise ValueError(f"unknown voice {name!r}; known: {[v.name for v in (*VOICES, HELD_OUT_VOICE)]}")
-
-
 def warp_envelope(envelope: np.ndarray, factor: float) -> np.ndarray:
     """Stretch each frame's spectral envelope along frequency: the value at bin k moves to k * factor."""
     bins = np.arange(envelope.shape[1], dtype=np.float64)
