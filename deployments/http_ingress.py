@@ -15,6 +15,7 @@ import base64
 import dataclasses
 import json
 import time
+from contextlib import aclosing
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -36,7 +37,7 @@ from . import convert, speech_formats
 from .config import PROJECT_ROOT, LlasaAppArgs
 from .ingress import TTSIngress, _cancel, _status_of
 from .metrics import SearchMetrics
-from .orchestrator import RequestError, SynthesisJob, SynthesisOutcome
+from .orchestrator import AudioChunk, RequestError, SynthesisJob, SynthesisOutcome
 from .voices import NO_VOICE, VoiceExists, VoiceNameError, VoiceNotFound, VoiceStore, check_name, new_voice
 
 PAGE = Path(__file__).with_name("static") / "index.html"
@@ -255,7 +256,9 @@ class HTTPIngress(TTSIngress.func_or_class):
                 voice = await asyncio.to_thread(self.voices.load, name)
             except (VoiceNotFound, VoiceNameError) as err:
                 raise APIError(404, str(err), param="voice", code="voice_not_found") from None
-            job = dataclasses.replace(job, reference_audio=voice.audio, reference_text=voice.transcript)
+            codes = tuple(voice.codes) if voice.codec == self.args.codec.model else None  # else encoded again
+            job = dataclasses.replace(job, reference_audio=voice.audio, reference_text=voice.transcript,
+                                      reference_codes=codes)
         return job, request
 
     @app.post("/v1/audio/speech")
@@ -264,14 +267,17 @@ class HTTPIngress(TTSIngress.func_or_class):
         self._authenticate_http(request)
         job, proto = await self._job(body)
         timeout = convert.timeout_of(proto, self.args)
-        if body.stream_format == "sse":
-            events = self._events(job, body, started, timeout)
+        if body.stream_format == "sse" or body.response_format == "pcm":  # pcm streams as the search fixes it
+            if body.stream_format == "sse":
+                events, media_type = self._events(job, body, started, timeout), "text/event-stream"
+            else:
+                events, media_type = self._pcm(job, started, timeout), speech_formats.MEDIA_TYPES["pcm"]
             try:
-                first = await anext(events)  # failures before the first event still get their own status
+                first = await anext(events)  # failures before the first bytes still get their own status
             except BaseException:
                 await events.aclose()
                 raise
-            return StreamingResponse(_prepend(first, events), media_type="text/event-stream",
+            return StreamingResponse(_prepend(first, events), media_type=media_type,
                                      headers={"Cache-Control": "no-cache"})
         response = self.orchestrator.synthesize.remote(job)
         outcome = await self._await(response, timeout)
@@ -279,7 +285,8 @@ class HTTPIngress(TTSIngress.func_or_class):
         self.metrics.record(outcome, job.config.n, time.perf_counter() - started, "http")
         chosen = outcome.result.chosen
         headers = {"X-Llasa-Strategy": outcome.result.strategy, "X-Llasa-Candidates": str(len(outcome.result.candidates)),
-                   "X-Llasa-Search-Seconds": f"{outcome.search_seconds:.3f}"}
+                   "X-Llasa-Search-Seconds": f"{outcome.search_seconds:.3f}",
+                   "X-Llasa-Reference-Encode-Seconds": f"{outcome.reference_encode_seconds:.6f}"}
         if chosen.final_score is not None:
             headers["X-Llasa-Chosen-Score"] = f"{chosen.final_score:.4f}"
         return Response(audio, media_type=speech_formats.MEDIA_TYPES[body.response_format], headers=headers)
@@ -302,36 +309,75 @@ class HTTPIngress(TTSIngress.func_or_class):
             self.metrics.failed(api.status, "http")
         return api
 
-    async def _events(self, job: SynthesisJob, body: SpeechRequest, started: float,
-                      timeout: float) -> AsyncIterator[bytes]:
-        """OpenAI's speech SSE (`speech.audio.delta` with base64 audio, then `speech.audio.done`),
-        preceded by Llasa's own `llasa.search.progress` per step and `llasa.search.result`."""
-        stream = self.orchestrator.options(stream=True).synthesize_stream.remote(job)
-        sent_any = False
+    async def _items(self, job: SynthesisJob, timeout: float, audio: bool) -> AsyncIterator:
+        """The orchestrator's stream (StepEvents, AudioChunks with `audio`, then the outcome); its
+        failures as APIErrors."""
+        stream = self.orchestrator.options(stream=True).synthesize_stream.remote(job, audio=audio)
         try:
             async with asyncio.timeout(timeout):
                 async for item in stream:
+                    yield item
+        except BaseException as err:
+            _cancel(stream)  # the search stops
+            api = self._api_error(err, timeout)
+            if api is None:
+                raise
+            raise api from err
+
+    async def _pcm(self, job: SynthesisJob, started: float, timeout: float) -> AsyncIterator[bytes]:
+        """OpenAI's pcm, each piece as soon as the search has fixed its audio."""
+        pcm, first_audio = speech_formats.PCMStream(), None
+        async with aclosing(self._items(job, timeout, audio=True)) as items:
+            async for item in items:
+                if isinstance(item, AudioChunk):
+                    data = pcm.push(item.samples)
+                elif isinstance(item, SynthesisOutcome):
+                    data = pcm.push(_chosen_audio(item)[pcm.pushed:]) + pcm.finish()  # what no chunk carried
+                    first_audio = first_audio or time.perf_counter()
+                    self.metrics.record(item, job.config.n, first_audio - started, "http")
+                else:
+                    continue
+                if data:
+                    first_audio = first_audio or time.perf_counter()
+                    yield data
+
+    async def _events(self, job: SynthesisJob, body: SpeechRequest, started: float,
+                      timeout: float) -> AsyncIterator[bytes]:
+        """OpenAI's speech SSE (`speech.audio.delta` with base64 audio, then `speech.audio.done`),
+        with Llasa's own `llasa.search.progress` per step and `llasa.search.result` before the last
+        audio. pcm deltas come as the search fixes the audio; other formats in one delta at the end."""
+        pcm = speech_formats.PCMStream() if body.response_format == "pcm" else None
+        first_audio, sent_any = None, False
+        try:
+            async with aclosing(self._items(job, timeout, audio=pcm is not None)) as items:
+                async for item in items:
                     if isinstance(item, SynthesisOutcome):
-                        audio = await asyncio.to_thread(speech_formats.encode, _chosen_audio(item),
-                                                        body.response_format)
-                        self.metrics.record(item, job.config.n, time.perf_counter() - started, "http")
+                        if pcm is None:
+                            audio = await asyncio.to_thread(speech_formats.encode, _chosen_audio(item),
+                                                            body.response_format)
+                        else:
+                            audio = pcm.push(_chosen_audio(item)[pcm.pushed:]) + pcm.finish()
+                        first_audio = first_audio or time.perf_counter()
+                        self.metrics.record(item, job.config.n, first_audio - started, "http")
                         yield _sse({"type": "llasa.search.result", **search_summary(item)})
-                        yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode()})
+                        if audio:
+                            yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode()})
                         tokens = item.result.account.lm_generated_tokens
                         yield _sse({"type": "speech.audio.done",
                                     "usage": {"input_tokens": item.prompt_tokens, "output_tokens": tokens,
                                               "total_tokens": item.prompt_tokens + tokens}})
+                    elif isinstance(item, AudioChunk):
+                        audio = pcm.push(item.samples)
+                        if audio:
+                            first_audio = first_audio or time.perf_counter()
+                            yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode()})
                     else:
                         yield _sse({"type": "llasa.search.progress", **dataclasses.asdict(item),
                                     "elapsed_seconds": time.perf_counter() - started})
                     sent_any = True
-        except BaseException as err:
-            _cancel(stream)
-            api = self._api_error(err, timeout)
-            if api is None:
-                raise
+        except APIError as api:
             if not sent_any:
-                raise api from err
+                raise
             # The status line is gone: the error travels as the stream's last event.
             yield _sse({"type": "error", **error_body(api.status, api.message, api.param, api.code)})
 
@@ -368,7 +414,7 @@ class HTTPIngress(TTSIngress.func_or_class):
             if api is None:
                 raise
             raise api from err
-        voice = new_voice(voice_name, transcript, reference, codes)
+        voice = new_voice(voice_name, transcript, reference, codes, self.args.codec.model)
         try:
             await asyncio.to_thread(self.voices.save, voice)
         except VoiceExists as err:

@@ -33,8 +33,8 @@ class SearchMetrics:
         self.chosen_score = metrics.Histogram("llasa_chosen_score", "final score of the chosen candidate",
                                               boundaries=SCORE_BUCKETS, tag_keys=("strategy",))
         self.first_audio = metrics.Histogram("llasa_time_to_first_audio_seconds",
-                                             "request in -> first audio byte ready (the whole chosen audio: "
-                                             "the search returns it at its end)",
+                                             "request in -> first audio bytes ready (streamed pcm: the first "
+                                             "fixed chunk; a file format: the whole file)",
                                              boundaries=SECONDS_BUCKETS, tag_keys=("api",))
 
     def record(self, outcome: SynthesisOutcome, n: int, first_audio_seconds: float, api: str) -> None:

@@ -2,7 +2,8 @@
 
 The store is a directory, local by default or any fsspec URL (s3://bucket/voices, gs://...), so
 every replica of a cluster sees the same voices. One voice is one `.npz` object holding the 16 kHz
-reference samples, its transcript and its codec codes. A write goes to a scratch name and is then
+reference samples, its transcript and its codec codes (with the codec's name: requests use the
+codes only while the server runs that codec, and encode the samples again otherwise). A write goes to a scratch name and is then
 moved into place: on a local disk the move is an atomic rename, and an object store shows an
 object whole or not at all, so a reader never sees half a voice and a failed write loses nothing.
 """
@@ -43,6 +44,7 @@ class Voice:
     transcript: str
     audio: np.ndarray  # 16 kHz mono float32, as a checked reference
     codes: list[int]  # the codec's speech tokens for `audio`
+    codec: str  # the codec model that made them: another codec encodes the audio again
     created_at: int  # unix seconds
 
     @property
@@ -76,7 +78,7 @@ class VoiceStore:
             raise VoiceExists(f"a voice named {voice.name!r} exists: DELETE /v1/audio/voices/{voice.name} first, "
                               "or choose another name")
         buffer = io.BytesIO()
-        meta = {"transcript": voice.transcript, "created_at": voice.created_at}
+        meta = {"transcript": voice.transcript, "codec": voice.codec, "created_at": voice.created_at}
         np.savez(buffer, audio=voice.audio.astype(np.float32), codes=np.asarray(voice.codes, dtype=np.int64),
                  meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
         scratch = f"{self.root.rstrip('/')}/.{voice.name}.{uuid.uuid4().hex}.tmp"
@@ -96,7 +98,7 @@ class VoiceStore:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             meta = json.loads(arrays["meta"].tobytes())
             return Voice(name=name, transcript=meta["transcript"], audio=arrays["audio"],
-                         codes=arrays["codes"].tolist(), created_at=int(meta["created_at"]))
+                         codes=arrays["codes"].tolist(), codec=meta["codec"], created_at=int(meta["created_at"]))
 
     def names(self) -> list[str]:
         found = []
@@ -114,6 +116,6 @@ class VoiceStore:
             raise VoiceNotFound(name) from None
 
 
-def new_voice(name: str, transcript: str, audio: np.ndarray, codes: list[int]) -> Voice:
-    return Voice(name=check_name(name), transcript=transcript, audio=audio, codes=list(codes),
+def new_voice(name: str, transcript: str, audio: np.ndarray, codes: list[int], codec: str) -> Voice:
+    return Voice(name=check_name(name), transcript=transcript, audio=audio, codes=list(codes), codec=codec,
                  created_at=int(time.time()))

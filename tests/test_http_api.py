@@ -87,6 +87,24 @@ def test_sse_sends_progress_then_the_search_then_openai_audio_events(client):
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
 
 
+def test_pcm_streams_as_the_search_fixes_its_audio_and_joins_into_the_whole(client):
+    search = {"max_speech_tokens": 60, "step_tokens": 10, "seed": 5}  # n = 1: audio is fixed step by step
+    with client.audio.speech.with_streaming_response.create(
+            model="llasa", voice="default", input="Hello from the HTTP API.", response_format="pcm",
+            stream_format="sse", extra_body={"search": search}) as response:
+        events = [json.loads(line[len("data: "):]) for line in response.iter_lines() if line.startswith("data: ")]
+    kinds = [e["type"] for e in events]
+    deltas = [i for i, kind in enumerate(kinds) if kind == "speech.audio.delta"]
+    assert len(deltas) >= 2 and deltas[0] < kinds.index("llasa.search.result")  # audio before the search ended
+    joined = b"".join(base64.b64decode(events[i]["audio"]) for i in deltas)
+    plain = client.audio.speech.create(model="llasa", voice="default", input="Hello from the HTTP API.",
+                                       response_format="pcm", extra_body={"search": search}).content
+    assert joined == plain and len(plain) > 0
+    wav = client.audio.speech.create(model="llasa", voice="default", input="Hello from the HTTP API.",
+                                     response_format="wav", extra_body={"search": search}).content
+    assert len(plain) == 2 * (len(decoded(wav)) * 3 // 2)  # 24 kHz s16le of the same audio
+
+
 @pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "pcm"])
 def test_every_response_format_decodes_to_the_same_length(client, fmt):
     reference = decoded(speak(client).content)
@@ -152,7 +170,10 @@ def test_saved_voice_speaks_as_the_same_reference_sent_inline(client, http, serv
     assert name in [v["name"] for v in http.get("/v1/audio/voices").json()["data"]]
     assert http.get(f"/v1/audio/voices/{name}").json()["transcript"] == "This is my voice, speaking clearly."
 
-    saved = decoded(speak(client, voice=name).content)
+    response = speak(client, voice=name)
+    saved = decoded(response.content)
+    # the codes stored at upload go straight into the prompt: no codec call (a handle call takes ms)
+    assert float(response.response.headers["x-llasa-reference-encode-seconds"]) < 1e-3
     with TTSClient(service.address) as tts:
         inline = tts.synthesize("Hello from the HTTP API.", SynthesisOptions(
             reference_audio=reference, reference_text="This is my voice, speaking clearly.", **QUICK))

@@ -20,7 +20,7 @@ def store(request, tmp_path) -> VoiceStore:
 
 def voice(name: str = "joe", seed: int = 0):
     audio = np.random.default_rng(seed).uniform(-0.5, 0.5, 16_000 * 2).astype(np.float32)
-    return new_voice(name, "What the clip says.", audio, [5, 17, 65_535])
+    return new_voice(name, "What the clip says.", audio, [5, 17, 65_535], "models/llasa-demo/codec")
 
 
 def test_a_voice_comes_back_as_stored(store):
@@ -29,6 +29,7 @@ def test_a_voice_comes_back_as_stored(store):
     loaded = store.load("joe")
     assert np.array_equal(loaded.audio, saved.audio) and loaded.audio.dtype == np.float32
     assert loaded.codes == [5, 17, 65_535] and loaded.transcript == "What the clip says."
+    assert loaded.codec == "models/llasa-demo/codec"
     assert loaded.summary()["seconds"] == 2.0
     assert store.names() == ["joe"]
 
@@ -55,6 +56,6 @@ def test_delete_then_unknown(store):
 @pytest.mark.parametrize("name", ["../etc", "a/b", "", ".hidden", "default", "x" * 65, "naïve"])
 def test_names_that_could_escape_or_collide_are_refused(store, name):
     with pytest.raises(VoiceNameError, match="not usable"):
-        new_voice(name, "t", np.zeros(1, np.float32), [])
+        new_voice(name, "t", np.zeros(1, np.float32), [], "codec")
     with pytest.raises(VoiceNameError):
         store.load(name)
