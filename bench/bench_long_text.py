@@ -53,6 +53,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from test_streaming import demo_orchestrator
 
+    from deployments.long_text import speech_tokens_for
     from deployments.orchestrator import SynthesisJob
     from llasa_core.search import SearchConfig
     from llasa_core.stages import ScoreContext
@@ -72,7 +73,6 @@ def main() -> None:
         row["chunked"].update(chunks=len(parts), cut=any(c.truncated for c in outcome.result.candidates))
         prompt = len(orchestrator.prompt_builder(text))
         room = limits.max_total_tokens - prompt
-        from deployments.long_text import speech_tokens_for
         if speech_tokens_for(text) <= room:  # the whole text fits the context: one search, as long as it needs
             whole = asyncio.run(orchestrator._search_text(
                 SynthesisJob(text=text, config=config), text, config.model_copy(update={"max_new_tokens": room}),
