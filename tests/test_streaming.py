@@ -250,3 +250,26 @@ def test_a_sentence_that_cannot_fit_is_invalid_argument(demo_orchestrator):
     text = "Fine. " + "and then " * 110
     with pytest.raises(RequestError, match="split it into shorter sentences"):
         asyncio.run(orchestrator._search(SynthesisJob(text=text, config=config), None))
+
+
+def test_previous_chunk_voice_puts_its_speech_in_the_next_prompt(demo_orchestrator):
+    """long_text_voice "previous": each chunk's prompt holds the previous chunk's text and chosen codes."""
+    from deployments.orchestrator import SynthesisJob
+
+    orchestrator, limits = demo_orchestrator
+    text = "The museum closes early. The garden stays open."
+    config = SearchConfig(n=1, seed=1, max_new_tokens=100, max_total_tokens=limits.max_total_tokens)
+    prompts = {}
+    for voice in ("none", "previous"):
+        orchestrator.long_text_voice = voice
+        try:
+            outcome = asyncio.run(orchestrator._search(SynthesisJob(text=text, config=config), None))
+        finally:
+            orchestrator.long_text_voice = "none"
+        first, second = outcome.result.candidates
+        prompts[voice] = outcome.prompt_tokens
+    alone = len(orchestrator.prompt_builder("The museum closes early.")) + len(orchestrator.prompt_builder(
+        "The garden stays open."))
+    assert prompts["none"] == alone
+    assert prompts["previous"] == len(orchestrator.prompt_builder("The museum closes early.")) + len(
+        orchestrator.prompt_builder("The garden stays open.", "The museum closes early.", first.codes))
