@@ -13,6 +13,16 @@ client deadline. Every --fault-every seconds one replica of a random stage is ki
 Serve restarts it). At the end it waits for the requests in flight (request timeout + --grace)
 and prints: requests sent, answered OK, failed by status, and lost. A lost request is one with no
 answer at all by then (a hang); the service's contract is that there are none.
+
+    .venv/bin/python bench/soak.py --two-node --duration 150 --rate 0.5 --fault-every 0 \
+        --node-down-at 40 --node-up-at 90
+
+--two-node runs the service on a two-node Ray cluster on this machine (a head and a second raylet
+with its own CPUs, Ray's own `ray.cluster_utils.Cluster`), every stage with two replicas, which
+Serve spreads over both nodes (the placement is printed). At --node-down-at the worker node dies
+whole (its raylet and every replica on it); at --node-up-at a fresh node joins. Codec and
+verifier calls are repeated on the surviving replicas; a search whose LM session died with the
+node ends UNAVAILABLE with a retry hint; the rest must end OK.
 """
 
 from __future__ import annotations
@@ -68,7 +78,22 @@ def kill_random_replica(rng: random.Random, victims: tuple[str, ...]) -> str:
     return f"{deployment} replica {actor['name'].rsplit('#', 1)[-1]}"
 
 
-def soak(address: str, args) -> dict:
+def placement() -> dict[str, collections.Counter]:
+    """Live replicas of each deployment, counted per node (the first 8 hex digits of its id).
+
+    Ray's public state API needs the dashboard, which this cluster does not run; the GCS actor
+    table it reads is `ray._private.state.actors` (Ray is pinned in pyproject.toml)."""
+    from ray._private.state import actors
+
+    where: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for actor in actors(actor_state_name="ALIVE").values():
+        name = actor.get("Name") or ""
+        if name.startswith("SERVE_REPLICA::"):
+            where[name.split("#")[1]][actor["Address"]["NodeID"][:8]] += 1
+    return dict(sorted(where.items()))
+
+
+def soak(address: str, args, node_faults=None) -> dict:
     rng = random.Random(args.seed)
     client = TTSClient(address, api_key=args.api_key)
     pool = concurrent.futures.ThreadPoolExecutor(args.max_in_flight)
@@ -82,7 +107,8 @@ def soak(address: str, args) -> dict:
         try:
             response = client.synthesize(TEXTS[i % len(TEXTS)], options)
         except TTSError as err:
-            return err.code.name
+            hint = " (says retry)" if "retry" in (err.details or "").lower() else ""
+            return err.code.name + (hint if err.code.name == "UNAVAILABLE" else "")
         with lock:
             latencies.append(time.monotonic() - started)
         return "OK" + ("(partial verifiers)" if response.verifiers_failed else "")
@@ -100,6 +126,9 @@ def soak(address: str, args) -> dict:
             faults.append(f"{now - started:6.1f} s  killed {kill_random_replica(rng, tuple(args.victims))}")
             print(faults[-1], flush=True)
             next_fault += args.fault_every
+        while node_faults and now - started >= node_faults[0][0]:
+            faults.append(f"{now - started:6.1f} s  {node_faults.pop(0)[1]()}")
+            print(faults[-1], flush=True)
         if now >= next_report:
             done = sum(f.done() for f in futures)
             print(f"{now - started:6.1f} s  sent {sent}, answered {done}, in flight {sent - done}", flush=True)
@@ -116,6 +145,20 @@ def soak(address: str, args) -> dict:
             "seconds": time.monotonic() - started}
 
 
+def wait_running(deployments: list[dict], timeout: float = 300) -> None:
+    """Until every deployment runs the replicas the config asks for."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get("llasa")
+        if app and all(app.deployments[d["name"]].replica_states.get("RUNNING", 0) >= d.get("num_replicas", 1)
+                       for d in deployments if d["name"] in app.deployments):
+            return
+        time.sleep(2)
+    raise TimeoutError("the deployments did not reach their replica counts")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=300, help="seconds of load")
@@ -129,6 +172,9 @@ def main() -> int:
     parser.add_argument("--address", help="a running service (else start one on a private cluster)")
     parser.add_argument("--ray-address", default="auto", help="with --address: the cluster to inject faults into")
     parser.add_argument("--api-key", help="for a service that requires one (default: $LLASA_API_KEY)")
+    parser.add_argument("--two-node", action="store_true", help="a head and a worker node on this machine (above)")
+    parser.add_argument("--node-down-at", type=float, default=40, help="--two-node: seconds in, the worker node dies")
+    parser.add_argument("--node-up-at", type=float, default=90, help="--two-node: seconds in, a new node joins")
     args = parser.parse_args()
 
     import ray
@@ -143,15 +189,44 @@ def main() -> int:
         config = test_config(yaml.safe_load((ROOT / "serve_config.yaml").read_text()), grpc_port, http_port)
         (work / "serve_config.yaml").write_text(yaml.safe_dump(config))
         os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(4 << 20))
-        context = ray.init(num_cpus=4, include_dashboard=False, namespace="serve", log_to_driver=False,
-                           configure_logging=False)
+        if args.two_node:
+            from ray.cluster_utils import Cluster
+
+            for deployment in config["applications"][0]["deployments"]:
+                if deployment["name"] not in ("TTSIngress", "SearchOrchestrator"):
+                    deployment.pop("autoscaling_config", None)
+                    deployment["num_replicas"] = 2
+            (work / "serve_config.yaml").write_text(yaml.safe_dump(config))
+            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+            worker = [cluster.add_node(num_cpus=2)]
+            gcs_address = cluster.address
+            ray.init(address=gcs_address, namespace="serve", log_to_driver=False, configure_logging=False)
+
+            def node_down() -> str:
+                cluster.remove_node(worker.pop(), allow_graceful=False)
+                return "worker node killed (raylet and every replica on it)"
+
+            def node_up() -> str:
+                worker.append(cluster.add_node(num_cpus=2))
+                return "a new worker node joined"
+        else:
+            gcs_address = ray.init(num_cpus=4, include_dashboard=False, namespace="serve", log_to_driver=False,
+                                   configure_logging=False).address_info["gcs_address"]
         process = start_serve_run(work / "serve_config.yaml", work / "serve.log",
-                                  {**os.environ, "RAY_ADDRESS": context.address_info["gcs_address"]})
+                                  {**os.environ, "RAY_ADDRESS": gcs_address})
         address = f"127.0.0.1:{grpc_port}"
         print(f"service log: {work / 'serve.log'}", flush=True)
     try:
         wait_until_up(address, process)
-        result = soak(address, args)
+        node_faults = None
+        if args.two_node:
+            wait_running(list(config["applications"][0]["deployments"]))
+            print("replicas per node:", {d: dict(c) for d, c in placement().items()}, flush=True)
+            node_faults = [(args.node_down_at, node_down), (args.node_up_at, node_up)]
+        result = soak(address, args, node_faults)
+        if args.two_node:
+            wait_running(list(config["applications"][0]["deployments"]))
+            print("replicas per node at the end:", {d: dict(c) for d, c in placement().items()}, flush=True)
     finally:
         if process is not None:
             from ray import serve
@@ -159,11 +234,15 @@ def main() -> int:
             stop_serve_run(process)
             serve.shutdown()
         ray.shutdown()
+        if args.two_node and not args.address:
+            cluster.shutdown()
 
     outcome, latencies = result["outcome"], result["latencies"]
     answered = sum(outcome.values())
     print(f"\nsoak: {args.duration:.0f} s at {args.rate} req/s, a replica of {', '.join(args.victims)} killed every "
-          f"{args.fault_every:g} s ({len(result['faults'])} kills), {os.cpu_count()} CPU cores")
+          f"{args.fault_every:g} s, {len(result['faults'])} faults, {os.cpu_count()} CPU cores"
+          + (f", two nodes (worker down at {args.node_down_at:g} s, back at {args.node_up_at:g} s)"
+             if args.two_node else ""))
     print(f"  requests sent        {result['sent']}")
     print(f"  answered             {answered}")
     for status, count in sorted(outcome.items(), key=lambda kv: (-kv[1], kv[0])):
