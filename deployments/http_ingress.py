@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,7 +36,7 @@ from protos.llasa.tts.v1 import tts_pb2 as pb
 
 from . import convert, speech_formats
 from .config import PROJECT_ROOT, LlasaAppArgs
-from .ingress import TTSIngress, _cancel, _status_of
+from .ingress import StatusError, TTSIngress, _cancel, _status_of
 from .metrics import SearchMetrics
 from .orchestrator import AudioChunk, RequestError, SynthesisJob, SynthesisOutcome
 from .voices import NO_VOICE, VoiceExists, VoiceNameError, VoiceNotFound, VoiceStore, check_name, new_voice
@@ -234,6 +235,38 @@ class HTTPIngress(TTSIngress.func_or_class):
         store = args.voice_store
         self.voices = VoiceStore(store if "://" in store or Path(store).is_absolute() else str(PROJECT_ROOT / store))
         self.metrics = SearchMetrics()
+
+    # gRPC: the inherited methods, counted in the search metrics ----------------------------------
+
+    async def Synthesize(self, request: pb.SynthesizeRequest, grpc_context: RayServegRPCContext
+                         ) -> pb.SynthesizeResponse:
+        try:
+            response = await super().Synthesize(request, grpc_context)
+        except StatusError:
+            self._grpc_failed(grpc_context)
+            raise
+        self.metrics.record_response(response, self._n(request))
+        return response
+
+    async def SynthesizeStream(self, request: pb.SynthesizeRequest, grpc_context: RayServegRPCContext
+                               ) -> AsyncIterator[pb.SynthesizeEvent]:
+        try:
+            async with aclosing(super().SynthesizeStream(request, grpc_context)) as events:
+                async for event in events:
+                    if event.HasField("result"):
+                        self.metrics.record_response(event.result, self._n(request))
+                    yield event
+        except StatusError:
+            self._grpc_failed(grpc_context)
+            raise
+
+    def _n(self, request: pb.SynthesizeRequest) -> int:
+        return request.search.n if request.search.HasField("n") else self.args.defaults.n
+
+    def _grpc_failed(self, grpc_context: RayServegRPCContext) -> None:
+        self.metrics.failed(HTTP_OF_GRPC.get(grpc_context.code(), 500), "grpc")
+
+    # HTTP ---------------------------------------------------------------------------------------
 
     def _authenticate_http(self, request: Request) -> None:
         if self.keys is not None and not self.keys.allows(request.headers.items()):

@@ -206,6 +206,9 @@ def sf_bytes(audio: np.ndarray) -> bytes:
 
 def test_search_metrics_reach_prometheus_with_every_name_the_dashboard_plots(client, service):
     speak(client, n=2)
+    with TTSClient(service.address) as tts:  # gRPC searches are counted too
+        tts.synthesize("Hello over gRPC.", SynthesisOptions(strategy="beam", n=3, beam_width=1, step_tokens=10,
+                                                            max_speech_tokens=20, seed=2))
     with pytest.raises(openai.APIStatusError) as info:  # a search out of time: 504, counted as a failure
         speak(client, max_speech_tokens=500, step_tokens=50, timeout_seconds=0.05)
     assert info.value.status_code == 504 and "did not finish within" in info.value.body["message"]
@@ -221,5 +224,6 @@ def test_search_metrics_reach_prometheus_with_every_name_the_dashboard_plots(cli
     missing = [name for name in wanted if name not in text]
     assert not missing, missing
     searches = [line for line in text.splitlines() if line.startswith("ray_llasa_searches_total{")]
-    assert any('strategy="best_of_n"' in line and 'n="2"' in line for line in searches), searches
+    assert any('strategy="best_of_n"' in line and 'n="2"' in line and 'api="http"' in line for line in searches)
+    assert any('strategy="beam"' in line and 'n="3"' in line and 'api="grpc"' in line for line in searches), searches
     assert 'stage="codec"' in text and 'kind="generated"' in text and 'status="504"' in text
