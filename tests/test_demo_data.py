@@ -8,9 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("faker", reason="the demo extra (pip install -e '.[demo]')")
-pytest.importorskip("pyworld", reason="the demo extra (pip install -e '.[demo]')")
-
 
 def test_mixed_items_cover_every_kind_within_thirty_words_and_repeat_for_a_seed():
     from demo.sentences import MixedSentenceMaker
