@@ -107,7 +107,7 @@ class SamplingOptions(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., repetition_penalty: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class SynthesizeRequest(_message.Message):
-    __slots__ = ("text", "language", "reference", "search", "sampling", "output_format", "timeout_seconds", "word_timestamps", "judge", "text_has_tags")
+    __slots__ = ("text", "language", "reference", "search", "sampling", "output_format", "timeout_seconds", "word_timestamps", "judge", "text_has_tags", "voice_id")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,7 @@ class SynthesizeRequest(_message.Message):
     WORD_TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     JUDGE_FIELD_NUMBER: _ClassVar[int]
     TEXT_HAS_TAGS_FIELD_NUMBER: _ClassVar[int]
+    VOICE_ID_FIELD_NUMBER: _ClassVar[int]
     text: str
     language: str
     reference: ReferenceVoice
@@ -128,7 +129,8 @@ class SynthesizeRequest(_message.Message):
     word_timestamps: bool
     judge: bool
     text_has_tags: bool
-    def __init__(self, text: _Optional[str] = ..., language: _Optional[str] = ..., reference: _Optional[_Union[ReferenceVoice, _Mapping]] = ..., search: _Optional[_Union[SearchOptions, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., output_format: _Optional[_Union[AudioFormat, str]] = ..., timeout_seconds: _Optional[float] = ..., word_timestamps: _Optional[bool] = ..., judge: _Optional[bool] = ..., text_has_tags: _Optional[bool] = ...) -> None: ...
+    voice_id: str
+    def __init__(self, text: _Optional[str] = ..., language: _Optional[str] = ..., reference: _Optional[_Union[ReferenceVoice, _Mapping]] = ..., search: _Optional[_Union[SearchOptions, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., output_format: _Optional[_Union[AudioFormat, str]] = ..., timeout_seconds: _Optional[float] = ..., word_timestamps: _Optional[bool] = ..., judge: _Optional[bool] = ..., text_has_tags: _Optional[bool] = ..., voice_id: _Optional[str] = ...) -> None: ...
 
 class WordTime(_message.Message):
     __slots__ = ("word", "start_seconds", "end_seconds", "probability")
@@ -470,3 +472,57 @@ class ServerDescription(_message.Message):
     judge: str
     timestamps_verifier: str
     def __init__(self, api_version: _Optional[str] = ..., lm: _Optional[_Union[ModelInfo, _Mapping]] = ..., codec: _Optional[_Union[ModelInfo, _Mapping]] = ..., verifiers: _Optional[_Iterable[_Union[VerifierInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ..., sample_rate: _Optional[int] = ..., tokens_per_second: _Optional[int] = ..., strategies: _Optional[_Iterable[_Union[Strategy, str]]] = ..., output_formats: _Optional[_Iterable[_Union[AudioFormat, str]]] = ..., api_key_required: _Optional[bool] = ..., judge: _Optional[str] = ..., timestamps_verifier: _Optional[str] = ...) -> None: ...
+
+class CreateVoiceRequest(_message.Message):
+    __slots__ = ("name", "audio", "transcript")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    audio: bytes
+    transcript: str
+    def __init__(self, name: _Optional[str] = ..., audio: _Optional[bytes] = ..., transcript: _Optional[str] = ...) -> None: ...
+
+class SavedVoice(_message.Message):
+    __slots__ = ("id", "transcript", "seconds", "codes", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    transcript: str
+    seconds: float
+    codes: int
+    created_at: int
+    def __init__(self, id: _Optional[str] = ..., transcript: _Optional[str] = ..., seconds: _Optional[float] = ..., codes: _Optional[int] = ..., created_at: _Optional[int] = ...) -> None: ...
+
+class ListVoicesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListVoicesResponse(_message.Message):
+    __slots__ = ("voices",)
+    VOICES_FIELD_NUMBER: _ClassVar[int]
+    voices: _containers.RepeatedCompositeFieldContainer[SavedVoice]
+    def __init__(self, voices: _Optional[_Iterable[_Union[SavedVoice, _Mapping]]] = ...) -> None: ...
+
+class GetVoiceRequest(_message.Message):
+    __slots__ = ("voice_id",)
+    VOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    voice_id: str
+    def __init__(self, voice_id: _Optional[str] = ...) -> None: ...
+
+class DeleteVoiceRequest(_message.Message):
+    __slots__ = ("voice_id",)
+    VOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    voice_id: str
+    def __init__(self, voice_id: _Optional[str] = ...) -> None: ...
+
+class DeleteVoiceResponse(_message.Message):
+    __slots__ = ("voice_id", "deleted")
+    VOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    voice_id: str
+    deleted: bool
+    def __init__(self, voice_id: _Optional[str] = ..., deleted: _Optional[bool] = ...) -> None: ...

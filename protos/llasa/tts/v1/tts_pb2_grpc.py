@@ -49,6 +49,26 @@ class TTSServiceStub:
                 request_serializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.DescribeServerRequest.SerializeToString,
                 response_deserializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.ServerDescription.FromString,
                 _registered_method=True)
+        self.CreateVoice = channel.unary_unary(
+                '/llasa.tts.v1.TTSService/CreateVoice',
+                request_serializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.CreateVoiceRequest.SerializeToString,
+                response_deserializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.SavedVoice.FromString,
+                _registered_method=True)
+        self.ListVoices = channel.unary_unary(
+                '/llasa.tts.v1.TTSService/ListVoices',
+                request_serializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.ListVoicesRequest.SerializeToString,
+                response_deserializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.ListVoicesResponse.FromString,
+                _registered_method=True)
+        self.GetVoice = channel.unary_unary(
+                '/llasa.tts.v1.TTSService/GetVoice',
+                request_serializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.GetVoiceRequest.SerializeToString,
+                response_deserializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.SavedVoice.FromString,
+                _registered_method=True)
+        self.DeleteVoice = channel.unary_unary(
+                '/llasa.tts.v1.TTSService/DeleteVoice',
+                request_serializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.DeleteVoiceRequest.SerializeToString,
+                response_deserializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.DeleteVoiceResponse.FromString,
+                _registered_method=True)
 
 
 class TTSServiceServicer:
@@ -75,6 +95,32 @@ class TTSServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateVoice(self, request, context):
+        """Saved voices: a reference validated and codec-encoded once, then named by SynthesizeRequest.voice_id.
+        The same store as HTTP's /v1/audio/voices.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVoices(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVoice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVoice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TTSServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +138,26 @@ def add_TTSServiceServicer_to_server(servicer, server):
                     servicer.DescribeServer,
                     request_deserializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.DescribeServerRequest.FromString,
                     response_serializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.ServerDescription.SerializeToString,
+            ),
+            'CreateVoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVoice,
+                    request_deserializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.CreateVoiceRequest.FromString,
+                    response_serializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.SavedVoice.SerializeToString,
+            ),
+            'ListVoices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVoices,
+                    request_deserializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.ListVoicesRequest.FromString,
+                    response_serializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.ListVoicesResponse.SerializeToString,
+            ),
+            'GetVoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVoice,
+                    request_deserializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.GetVoiceRequest.FromString,
+                    response_serializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.SavedVoice.SerializeToString,
+            ),
+            'DeleteVoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVoice,
+                    request_deserializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.DeleteVoiceRequest.FromString,
+                    response_serializer=protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.DeleteVoiceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +241,114 @@ class TTSService:
             '/llasa.tts.v1.TTSService/DescribeServer',
             protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.DescribeServerRequest.SerializeToString,
             protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.ServerDescription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llasa.tts.v1.TTSService/CreateVoice',
+            protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.CreateVoiceRequest.SerializeToString,
+            protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.SavedVoice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVoices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llasa.tts.v1.TTSService/ListVoices',
+            protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.ListVoicesRequest.SerializeToString,
+            protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.ListVoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llasa.tts.v1.TTSService/GetVoice',
+            protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.GetVoiceRequest.SerializeToString,
+            protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.SavedVoice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llasa.tts.v1.TTSService/DeleteVoice',
+            protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.DeleteVoiceRequest.SerializeToString,
+            protos_dot_llasa_dot_tts_dot_v1_dot_tts__pb2.DeleteVoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,
