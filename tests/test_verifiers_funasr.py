@@ -172,9 +172,14 @@ def test_paraformer_backend_end_to_end_on_tiny_checkpoint(tiny_paraformer):
     speech = corpus()
     waves = [speech[t] for t in SENTENCES[:2]]
     batch = v.score(waves, contexts(["今天天气很好"] * 2, language="zh"))
+    from verifiers.asr import error_rate
+
     for result in batch:
-        assert result.metric == "cer" and 0.0 <= result.score <= 1.0
-        assert set(result.detail["transcript"]) <= set("今天气很好不是的我你他 ")
+        transcript = result.detail["transcript"]
+        assert set(transcript) <= set("今天气很好不是的我你他 ")
+        metric, cer = error_rate("今天天气很好", transcript, "zh")  # the score is the transcript's own CER
+        assert (result.metric, result.raw) == (metric, pytest.approx(cer))
+        assert result.score == pytest.approx(max(0.0, 1.0 - cer))
     # No batch-vs-single equality here: this random tiny Paraformer's logits are near ties, and
     # funasr's CPU inference flips some of them from call to call even for one clip on its own.
 
@@ -186,7 +191,7 @@ def test_emotion2vec_backend_end_to_end_on_tiny_checkpoint(tiny_emotion2vec):
     waves = [reference, speech[SENTENCES[1]], other_voice(speech[SENTENCES[2]])]
     batch = v.score(waves, contexts(["x"] * 3, reference=reference))
     assert batch[0].raw == pytest.approx(1.0, abs=1e-5) and batch[0].metric == "emo_sim"
-    assert all(0.0 <= r.score <= 1.0 for r in batch)
+    assert all(r.score == pytest.approx(min(1.0, max(0.0, r.raw))) for r in batch)  # score = clip(cosine, 0, 1)
     assert_same_scores(batch, [v.score([w], contexts(["x"], reference=reference))[0] for w in waves])
     [skipped] = v.score([waves[1]], contexts(["x"]))
     assert skipped.score is None and "no reference" in skipped.reason
