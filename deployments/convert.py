@@ -282,7 +282,9 @@ def audio_chunk_proto(chunk: AudioChunk, elapsed: float) -> pb.AudioChunk:
 
 def progress_proto(event: StepEvent, elapsed: float) -> pb.SearchProgress:
     return pb.SearchProgress(step=event.step, live=event.live, finished=event.finished, best_score=event.best_score,
-                             lm_generated_tokens=event.lm_generated_tokens, elapsed_seconds=elapsed)
+                             lm_generated_tokens=event.lm_generated_tokens, elapsed_seconds=elapsed,
+                             candidates=[pb.StepCandidate(id=c.id, parent=c.parent, group=c.group, score=c.score,
+                                                          kept=c.kept, finished=c.finished) for c in event.candidates])
 
 
 def describe(args: LlasaAppArgs) -> pb.ServerDescription:

@@ -136,6 +136,26 @@ def test_progress_events_arrive_per_step(engine, prompt_length):
     assert events[0].lm_generated_tokens < events[1].lm_generated_tokens
 
 
+def test_step_events_list_kept_and_pruned_candidates_that_grow_the_tree(engine, prompt_length):
+    events = []
+    cfg = SearchConfig(strategy="beam", n=4, beam_width=2, step_tokens=20, seed=3, max_new_tokens=80,
+                       process_verifiers={"loud": 1.0})  # four steps: three steered
+    result = synthesize(engine, cfg, on_step=events.append)
+    assert len(events) == 3
+    for event in events:
+        assert len(event.candidates) == event.live == 4
+        kept = [c for c in event.candidates if c.kept]
+        assert len(kept) == 2  # n / beam_width
+        assert all(c.score is not None for c in event.candidates)
+        assert min(c.score for c in kept) >= max(c.score for c in event.candidates if not c.kept)
+    pruned = {c.id for e in events for c in e.candidates if not c.kept}
+    for before, after in zip(events, events[1:]):
+        assert {c.parent for c in after.candidates} == {c.id for c in before.candidates if c.kept}
+    parents = {c.parent for e in events for c in e.candidates} | {c.parent for c in result.candidates}
+    assert pruned and not pruned & parents
+    assert {c.parent for c in result.candidates} == {c.id for c in events[-1].candidates if c.kept}
+
+
 def test_reference_voice_is_in_the_prompt_and_cut_from_the_output(engine, prompt_length):
     reference = (0.2 * np.sin(np.arange(16_000) * 0.05)).astype(np.float32)
     extra = 50 + len(b"Ref. ")  # 1 s of reference codes, and its transcript before the text

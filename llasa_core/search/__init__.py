@@ -9,7 +9,7 @@ import numpy as np
 from ..stages import ScoreContext
 from . import beam, best_of_n, dvts, prm_orm
 from .config import SearchConfig, SearchConfigError
-from .result import Candidate, ComputeAccount, SearchResult, StageAccount, StepEvent
+from .result import Candidate, ComputeAccount, SearchResult, StageAccount, StepCandidate, StepEvent
 from .run import SearchRun, Stages, VerifiersUnavailableError
 
 STRATEGIES = {
@@ -47,5 +47,5 @@ async def run_search(
 
 __all__ = [
     "Candidate", "ComputeAccount", "SearchConfig", "SearchConfigError", "SearchResult", "SearchRun",
-    "StageAccount", "Stages", "StepEvent", "VerifiersUnavailableError", "run_search",
+    "StageAccount", "Stages", "StepCandidate", "StepEvent", "VerifiersUnavailableError", "run_search",
 ]

@@ -55,6 +55,19 @@ class ComputeAccount:
 
 
 @dataclass(frozen=True)
+class StepCandidate:
+    """One candidate as a step left it, to draw the search tree: kept (expanded next step), pruned
+    (dropped here) or finished (waits for the final choice)."""
+
+    id: int
+    parent: int | None
+    group: int
+    score: float | None  # aggregated process score; a finished one's final score once it has one
+    kept: bool
+    finished: bool
+
+
+@dataclass(frozen=True)
 class StepEvent:
     """Progress after a search step, for streaming to the client."""
 
@@ -63,6 +76,7 @@ class StepEvent:
     finished: int
     best_score: float | None
     lm_generated_tokens: int
+    candidates: tuple[StepCandidate, ...] = ()  # the live ones scored this step and those newly finished
 
 
 @dataclass

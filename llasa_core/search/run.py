@@ -17,7 +17,7 @@ import numpy as np
 from ..codec import CROSSFADE_SAMPLES, continue_audio
 from ..stages import CodecStage, GenerateRequest, LMStage, ScoreContext, VerifierScore, VerifierStage
 from .config import SearchConfig
-from .result import Candidate, ComputeAccount, SearchResult, StepEvent
+from .result import Candidate, ComputeAccount, SearchResult, StepCandidate, StepEvent
 from .scoring import aggregate, combine
 
 
@@ -75,6 +75,7 @@ class SearchRun:
             self.max_total_tokens = min(self.max_total_tokens, len(self.prompt_ids) + config.max_new_tokens)
         self.account = ComputeAccount()
         self.steps = 0
+        self._reported_finished: set[int] = set()  # finished ids a step event already listed
         self.verifiers_used: list[str] = []
         self.verifiers_failed: dict[str, str] = {}
         self._next_id = 0
@@ -295,18 +296,30 @@ class SearchRun:
             await self._emit(chosen.audio[self.streamed :])
 
     # Progress and result -----------------------------------------------------------------------
-    async def report(self, live: Sequence[Candidate], finished: Sequence[Candidate]) -> None:
+    async def report(self, live: Sequence[Candidate], finished: Sequence[Candidate],
+                     kept: Sequence[Candidate] | None = None) -> None:
+        """`kept`: the live candidates selected for expansion (None: all of them go on)."""
         self.steps += 1
         await self.commit(list(live) + list(finished))
         if self.on_step is None:
             return
         scored = [self.process_score(c) for c in live if c.step_scores]
+        kept_ids = {c.id for c in (live if kept is None else kept)}
+        fresh = [c for c in finished if c.id not in self._reported_finished]
+        self._reported_finished.update(c.id for c in fresh)
         event = StepEvent(
             step=self.steps,
             live=len(live),
             finished=len(finished),
             best_score=max(scored) if scored else None,
             lm_generated_tokens=self.account.lm_generated_tokens,
+            candidates=tuple(
+                [StepCandidate(c.id, c.parent, c.group, self.process_score(c) if c.step_scores else None,
+                               kept=c.id in kept_ids, finished=False) for c in live]
+                + [StepCandidate(c.id, c.parent, c.group,
+                                 c.final_score if c.final_score is not None
+                                 else (self.process_score(c) if c.step_scores else None),
+                                 kept=False, finished=True) for c in fresh]),
         )
         maybe_awaitable = self.on_step(event)
         if maybe_awaitable is not None:

@@ -36,8 +36,9 @@ async def grow(
         if not live or selections == max_selections:
             return finished, live
         await run.score_process(live)
-        await run.report(live, finished)
-        parents = [p for p in select(run, live) for _ in range(config.beam_width)]
+        kept = select(run, live)
+        await run.report(live, finished, kept)
+        parents = [p for p in kept for _ in range(config.beam_width)]
         candidates = await run.extend(parents, max_new_tokens=config.step_tokens)
         selections += 1
 

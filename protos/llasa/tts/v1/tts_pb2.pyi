@@ -293,20 +293,38 @@ class VerifierFailure(_message.Message):
     def __init__(self, verifier: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SearchProgress(_message.Message):
-    __slots__ = ("step", "live", "finished", "best_score", "lm_generated_tokens", "elapsed_seconds")
+    __slots__ = ("step", "live", "finished", "best_score", "lm_generated_tokens", "elapsed_seconds", "candidates")
     STEP_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     BEST_SCORE_FIELD_NUMBER: _ClassVar[int]
     LM_GENERATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     step: int
     live: int
     finished: int
     best_score: float
     lm_generated_tokens: int
     elapsed_seconds: float
-    def __init__(self, step: _Optional[int] = ..., live: _Optional[int] = ..., finished: _Optional[int] = ..., best_score: _Optional[float] = ..., lm_generated_tokens: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+    candidates: _containers.RepeatedCompositeFieldContainer[StepCandidate]
+    def __init__(self, step: _Optional[int] = ..., live: _Optional[int] = ..., finished: _Optional[int] = ..., best_score: _Optional[float] = ..., lm_generated_tokens: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., candidates: _Optional[_Iterable[_Union[StepCandidate, _Mapping]]] = ...) -> None: ...
+
+class StepCandidate(_message.Message):
+    __slots__ = ("id", "parent", "group", "score", "kept", "finished")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    parent: int
+    group: int
+    score: float
+    kept: bool
+    finished: bool
+    def __init__(self, id: _Optional[int] = ..., parent: _Optional[int] = ..., group: _Optional[int] = ..., score: _Optional[float] = ..., kept: _Optional[bool] = ..., finished: _Optional[bool] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("pcm_f32le", "sample_rate", "start_seconds", "elapsed_seconds")
