@@ -130,6 +130,7 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
             seed=_opt(sampling, "seed", None),
             allow_partial_verifiers=search.allow_partial_verifiers,
             return_scores=search.return_scores,
+            return_candidate_audio=search.return_candidate_audio,
         )
     except ValidationError as err:
         raise RequestError("; ".join(f"{'.'.join(map(str, e['loc'])) or 'search'}: {_shorten(e['msg'])}"

@@ -137,6 +137,7 @@ class SearchExtension(BaseModel):
     temperature: float | None = None
     timeout_seconds: float | None = None
     return_scores: bool = False
+    return_candidate_audio: bool = Field(False, description="SSE result: each candidate's audio (base64 WAV)")
 
 
 class SpeechRequest(BaseModel):
@@ -186,6 +187,7 @@ def synthesize_request(body: SpeechRequest) -> pb.SynthesizeRequest:
     request.search.outcome_verifiers.update(s.verifiers or {})
     request.search.process_verifiers.update(s.process_verifiers or {})
     request.search.return_scores = s.return_scores
+    request.search.return_candidate_audio = s.return_candidate_audio
     if s.seed is not None:
         request.sampling.seed = s.seed
     if s.temperature is not None:
@@ -199,12 +201,21 @@ def _candidate(c) -> dict:
     return MessageToDict(convert.candidate_proto(c), preserving_proto_field_name=True)
 
 
-def search_summary(outcome: SynthesisOutcome) -> dict:
-    """What the search did, for the page and for clients that ask for SSE."""
+def _candidate_audio(c) -> dict:
+    """A candidate's audio as base64 WAV, when the request kept it (return_candidate_audio)."""
+    if c.audio is None:
+        return {}
+    return {"audio_wav": base64.b64encode(speech_formats.encode(c.audio, "wav")).decode()}
+
+
+def search_summary(outcome: SynthesisOutcome, candidate_audio: bool = False) -> dict:
+    """What the search did, for the page and for clients that ask for SSE; with `candidate_audio`
+    each candidate carries its audio as base64 WAV (`audio_wav`)."""
     result, account = outcome.result, outcome.result.account
     return {
         "strategy": result.strategy, "steps": result.steps, "prompt_tokens": outcome.prompt_tokens,
-        "chosen": _candidate(result.chosen), "candidates": [_candidate(c) for c in result.candidates],
+        "chosen": _candidate(result.chosen),
+        "candidates": [_candidate(c) | (_candidate_audio(c) if candidate_audio else {}) for c in result.candidates],
         "lm_generated_tokens": account.lm_generated_tokens, "search_seconds": outcome.search_seconds,
         "verifiers_used": list(result.verifiers_used), "verifiers_failed": dict(result.verifiers_failed),
     }
@@ -392,7 +403,8 @@ class HTTPIngress(TTSIngress.func_or_class):
                             audio = pcm.push(_chosen_audio(item)[pcm.pushed:]) + pcm.finish()
                         first_audio = first_audio or time.perf_counter()
                         self.metrics.record(item, job.config.n, first_audio - started, "http")
-                        yield _sse({"type": "llasa.search.result", **search_summary(item)})
+                        summary = search_summary(item, job.config.return_candidate_audio)
+                        yield _sse({"type": "llasa.search.result", **summary})
                         if audio:
                             yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode()})
                         tokens = item.result.account.lm_generated_tokens

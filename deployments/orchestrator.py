@@ -322,7 +322,7 @@ class SearchOrchestrator:
         words, judge = await self._listen(job, result.chosen.audio, context)
         result.account.stage_retries = retries[0]
         for candidate in result.candidates:
-            if candidate is not result.chosen:
+            if candidate is not result.chosen and not job.config.return_candidate_audio:
                 candidate.audio = None  # only the chosen audio travels back
         return SynthesisOutcome(
             result=result,

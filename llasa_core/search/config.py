@@ -44,6 +44,8 @@ class SearchConfig(BaseModel):
     seed: int | None = None
     return_scores: bool = Field(
         False, description="score even when there is nothing to choose (n = 1); otherwise n = 1 runs no verifier")
+    return_candidate_audio: bool = Field(
+        False, description="keep every finished candidate's audio in the result, not only the chosen one's")
     allow_partial_verifiers: bool = Field(
         False, description="a verifier that fails drops out (the others' weights renormalised) instead of failing "
                            "the search; SearchResult.verifiers_failed says which and why")

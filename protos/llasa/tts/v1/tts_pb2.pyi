@@ -53,7 +53,7 @@ class ReferenceVoice(_message.Message):
     def __init__(self, audio: _Optional[bytes] = ..., transcript: _Optional[str] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("strategy", "n", "beam_width", "step_tokens", "prm_steps", "aggregation", "process_verifiers", "outcome_verifiers", "max_speech_tokens", "allow_partial_verifiers", "return_scores")
+    __slots__ = ("strategy", "n", "beam_width", "step_tokens", "prm_steps", "aggregation", "process_verifiers", "outcome_verifiers", "max_speech_tokens", "allow_partial_verifiers", "return_scores", "return_candidate_audio")
     class ProcessVerifiersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class SearchOptions(_message.Message):
     MAX_SPEECH_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_VERIFIERS_FIELD_NUMBER: _ClassVar[int]
     RETURN_SCORES_FIELD_NUMBER: _ClassVar[int]
+    RETURN_CANDIDATE_AUDIO_FIELD_NUMBER: _ClassVar[int]
     strategy: Strategy
     n: int
     beam_width: int
@@ -90,7 +91,8 @@ class SearchOptions(_message.Message):
     max_speech_tokens: int
     allow_partial_verifiers: bool
     return_scores: bool
-    def __init__(self, strategy: _Optional[_Union[Strategy, str]] = ..., n: _Optional[int] = ..., beam_width: _Optional[int] = ..., step_tokens: _Optional[int] = ..., prm_steps: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., process_verifiers: _Optional[_Mapping[str, float]] = ..., outcome_verifiers: _Optional[_Mapping[str, float]] = ..., max_speech_tokens: _Optional[int] = ..., allow_partial_verifiers: _Optional[bool] = ..., return_scores: _Optional[bool] = ...) -> None: ...
+    return_candidate_audio: bool
+    def __init__(self, strategy: _Optional[_Union[Strategy, str]] = ..., n: _Optional[int] = ..., beam_width: _Optional[int] = ..., step_tokens: _Optional[int] = ..., prm_steps: _Optional[int] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., process_verifiers: _Optional[_Mapping[str, float]] = ..., outcome_verifiers: _Optional[_Mapping[str, float]] = ..., max_speech_tokens: _Optional[int] = ..., allow_partial_verifiers: _Optional[bool] = ..., return_scores: _Optional[bool] = ..., return_candidate_audio: _Optional[bool] = ...) -> None: ...
 
 class SamplingOptions(_message.Message):
     __slots__ = ("temperature", "top_p", "top_k", "repetition_penalty", "seed")
