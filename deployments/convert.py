@@ -136,6 +136,8 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
         raise RequestError("; ".join(f"{'.'.join(map(str, e['loc'])) or 'search'}: {_shorten(e['msg'])}"
                                      for e in err.errors())) from err
     reference_audio = reference_text = None
+    if request.voice_id and request.HasField("reference"):
+        raise RequestError("send either voice_id (a saved voice) or reference (inline audio), not both")
     if request.HasField("reference"):
         reference_text = request.reference.transcript.strip()
         if not request.reference.audio:
@@ -270,10 +272,17 @@ def response_proto(outcome: SynthesisOutcome, fmt: int) -> pb.SynthesizeResponse
         verifiers_used=result.verifiers_used,
         verifiers_failed=[pb.VerifierFailure(verifier=name, reason=reason)
                           for name, reason in result.verifiers_failed.items()],
-        words=[pb.WordTime(word=w["word"], start_seconds=w["start"], end_seconds=w["end"],
-                           probability=w.get("probability", 0.0)) for w in outcome.words],
-        judge=_verdicts({"judge": outcome.judge})[0] if outcome.judge is not None else None,
+        words=word_protos(outcome), judge=judge_proto(outcome),
     )
+
+
+def word_protos(outcome: SynthesisOutcome) -> list[pb.WordTime]:
+    return [pb.WordTime(word=w["word"], start_seconds=w["start"], end_seconds=w["end"],
+                        probability=w.get("probability", 0.0)) for w in outcome.words]
+
+
+def judge_proto(outcome: SynthesisOutcome) -> pb.VerifierVerdict | None:
+    return _verdicts({"judge": outcome.judge})[0] if outcome.judge is not None else None
 
 
 def audio_chunk_proto(chunk: AudioChunk, elapsed: float) -> pb.AudioChunk:

@@ -36,17 +36,18 @@ from protos.llasa.tts.v1 import tts_pb2 as pb
 
 from . import convert, speech_formats
 from .config import PROJECT_ROOT, LlasaAppArgs
-from .ingress import StatusError, TTSIngress, _cancel, _status_of
+from .ingress import StatusError, TTSIngress, _cancel, _status_of, _statuses
 from .metrics import SearchMetrics
 from .orchestrator import AudioChunk, RequestError, SynthesisJob, SynthesisOutcome
-from .voices import NO_VOICE, VoiceExists, VoiceNameError, VoiceNotFound, VoiceStore, check_name, new_voice
+from .voices import NO_VOICE, Voice, VoiceExists, VoiceNameError, VoiceNotFound, VoiceStore, check_name, new_voice
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 MAX_SPEECH_BODY_BYTES = 64 << 10  # a speech request is JSON around at most max_text_chars of text
 MULTIPART_SLACK_BYTES = 64 << 10  # form fields and boundaries around an uploaded voice file
 
 HTTP_OF_GRPC = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.UNAUTHENTICATED: 401,
-                grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+                grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409,
+                grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
                 grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504}
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
                405: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
@@ -138,6 +139,8 @@ class SearchExtension(BaseModel):
     timeout_seconds: float | None = None
     return_scores: bool = False
     return_candidate_audio: bool = Field(False, description="SSE result: each candidate's audio (base64 WAV)")
+    word_timestamps: bool = Field(False, description="each word's start and end (SSE only: llasa.search.result)")
+    judge: bool = Field(False, description="the server's judge scores the chosen audio (SSE only)")
 
 
 class SpeechRequest(BaseModel):
@@ -188,6 +191,11 @@ def synthesize_request(body: SpeechRequest) -> pb.SynthesizeRequest:
     request.search.process_verifiers.update(s.process_verifiers or {})
     request.search.return_scores = s.return_scores
     request.search.return_candidate_audio = s.return_candidate_audio
+    if (s.word_timestamps or s.judge) and body.stream_format != "sse":
+        asked = "search.word_timestamps" if s.word_timestamps else "search.judge"
+        raise APIError(400, f"{asked} comes back in the llasa.search.result event only: send stream_format='sse' "
+                            "(a plain audio response has nowhere to put it)", param=asked)
+    request.word_timestamps, request.judge = s.word_timestamps, s.judge
     if s.seed is not None:
         request.sampling.seed = s.seed
     if s.temperature is not None:
@@ -219,6 +227,24 @@ def search_summary(outcome: SynthesisOutcome, candidate_audio: bool = False) -> 
         "lm_generated_tokens": account.lm_generated_tokens, "search_seconds": outcome.search_seconds,
         "verifiers_used": list(result.verifiers_used), "verifiers_failed": dict(result.verifiers_failed),
     }
+
+
+def saved_voice_proto(voice: Voice) -> pb.SavedVoice:
+    summary = voice.summary()
+    return pb.SavedVoice(id=voice.name, transcript=voice.transcript, seconds=summary["seconds"],
+                         codes=summary["codes"], created_at=voice.created_at)
+
+
+def _asked_extras(job: SynthesisJob, outcome: SynthesisOutcome) -> dict:
+    """Word timestamps and the judge's verdict, when the request asked for them (gRPC's words and judge)."""
+    extras = {}
+    if job.word_timestamps:
+        extras["words"] = [MessageToDict(w, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+                           for w in convert.word_protos(outcome)]
+    if job.judge:
+        judge = convert.judge_proto(outcome)
+        extras["judge"] = None if judge is None else MessageToDict(judge, preserving_proto_field_name=True)
+    return extras
 
 
 def _sse(event: dict) -> bytes:
@@ -277,6 +303,73 @@ class HTTPIngress(TTSIngress.func_or_class):
     def _grpc_failed(self, grpc_context: RayServegRPCContext) -> None:
         self.metrics.failed(HTTP_OF_GRPC.get(grpc_context.code(), 500), "grpc")
 
+    async def _job_of(self, request: pb.SynthesizeRequest) -> SynthesisJob:
+        job = convert.parse_request(request, self.args)
+        return await self._with_voice(job, request.voice_id) if request.voice_id else job
+
+    async def CreateVoice(self, request: pb.CreateVoiceRequest, grpc_context: RayServegRPCContext) -> pb.SavedVoice:
+        with _statuses(grpc_context, self.args.resilience.stage_timeout_s):
+            self._authenticate(grpc_context)
+            return saved_voice_proto(await self._create_voice(request.name, request.transcript, request.audio))
+
+    async def ListVoices(self, request: pb.ListVoicesRequest, grpc_context: RayServegRPCContext
+                         ) -> pb.ListVoicesResponse:
+        with _statuses(grpc_context, 0):
+            self._authenticate(grpc_context)
+            return pb.ListVoicesResponse(voices=[saved_voice_proto(v) for v in await self._saved_voices()])
+
+    async def GetVoice(self, request: pb.GetVoiceRequest, grpc_context: RayServegRPCContext) -> pb.SavedVoice:
+        with _statuses(grpc_context, 0):
+            self._authenticate(grpc_context)
+            return saved_voice_proto(await asyncio.to_thread(self.voices.load, request.voice_id))
+
+    async def DeleteVoice(self, request: pb.DeleteVoiceRequest, grpc_context: RayServegRPCContext
+                          ) -> pb.DeleteVoiceResponse:
+        with _statuses(grpc_context, 0):
+            self._authenticate(grpc_context)
+            await asyncio.to_thread(self.voices.delete, request.voice_id)
+            return pb.DeleteVoiceResponse(voice_id=request.voice_id, deleted=True)
+
+    # Saved voices, shared by both APIs: failures are the voice store's and RequestErrors ----------
+
+    async def _with_voice(self, job: SynthesisJob, name: str) -> SynthesisJob:
+        """The job cloning a saved voice: its audio, transcript and (for this codec) its stored codes."""
+        voice = await asyncio.to_thread(self.voices.load, name)  # VoiceNotFound, VoiceNameError
+        codes = tuple(voice.codes) if voice.codec == self.args.codec.model else None  # else encoded again
+        return dataclasses.replace(job, reference_audio=voice.audio, reference_text=voice.transcript,
+                                   reference_codes=codes)
+
+    async def _create_voice(self, name: str, transcript: str, data: bytes) -> Voice:
+        """Validate a voice as a reference is, encode it once with the codec, store it (VoiceExists if taken)."""
+        limits = self.args.limits
+        try:
+            voice_name = check_name(name.strip())
+            transcript = transcript.strip()
+            if not transcript:
+                raise RequestError("transcript is empty: send what the voice says in the audio")
+            if len(transcript) > limits.max_text_chars:
+                raise RequestError(f"transcript has {len(transcript)} characters, over this server's limit of "
+                                   f"{limits.max_text_chars}")
+            check_text(transcript, "transcript")
+            reference = await asyncio.to_thread(convert.decode_reference, data, limits)
+            await asyncio.to_thread(check_reference, reference, "audio")
+        except (RequestError, InputError, VoiceNameError) as err:
+            raise RequestError(str(err).replace("reference.audio", "audio")) from None
+        async with asyncio.timeout(self.args.resilience.stage_timeout_s):
+            codes = await self.codec.encode.remote(reference)
+        voice = new_voice(voice_name, transcript, reference, codes, self.args.codec.model)
+        await asyncio.to_thread(self.voices.save, voice)
+        return voice
+
+    async def _saved_voices(self) -> list[Voice]:
+        voices = []
+        for name in await asyncio.to_thread(self.voices.names):
+            try:
+                voices.append(await asyncio.to_thread(self.voices.load, name))
+            except VoiceNotFound:  # deleted meanwhile
+                continue
+        return voices
+
     # HTTP ---------------------------------------------------------------------------------------
 
     def _authenticate_http(self, request: Request) -> None:
@@ -297,12 +390,9 @@ class HTTPIngress(TTSIngress.func_or_class):
         name = _voice_name(body.voice)
         if name != NO_VOICE:
             try:
-                voice = await asyncio.to_thread(self.voices.load, name)
+                job = await self._with_voice(job, name)
             except (VoiceNotFound, VoiceNameError) as err:
                 raise APIError(404, str(err), param="voice", code="voice_not_found") from None
-            codes = tuple(voice.codes) if voice.codec == self.args.codec.model else None  # else encoded again
-            job = dataclasses.replace(job, reference_audio=voice.audio, reference_text=voice.transcript,
-                                      reference_codes=codes)
         return job, request
 
     @app.post("/v1/audio/speech")
@@ -404,7 +494,7 @@ class HTTPIngress(TTSIngress.func_or_class):
                         first_audio = first_audio or time.perf_counter()
                         self.metrics.record(item, job.config.n, first_audio - started, "http")
                         summary = search_summary(item, job.config.return_candidate_audio)
-                        yield _sse({"type": "llasa.search.result", **summary})
+                        yield _sse({"type": "llasa.search.result", **summary, **_asked_extras(job, item)})
                         if audio:
                             yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode()})
                         tokens = item.result.account.lm_generated_tokens
@@ -438,45 +528,22 @@ class HTTPIngress(TTSIngress.func_or_class):
             raise APIError(413, f"audio is {len(data)} bytes, over this server's limit max_reference_bytes = "
                                 f"{limits.max_reference_bytes}: send a shorter clip or FLAC", param="audio")
         try:
-            voice_name = check_name(name.strip())
-            transcript = transcript.strip()
-            if not transcript:
-                raise RequestError("transcript is empty: send what the voice says in the audio")
-            if len(transcript) > limits.max_text_chars:
-                raise RequestError(f"transcript has {len(transcript)} characters, over this server's limit of "
-                                   f"{limits.max_text_chars}")
-            check_text(transcript, "transcript")
-            reference = await asyncio.to_thread(convert.decode_reference, data, limits)
-            await asyncio.to_thread(check_reference, reference, "audio")
-        except (RequestError, InputError, VoiceNameError) as err:
-            raise APIError(400, str(err).replace("reference.audio", "audio")) from None
-        timeout = self.args.resilience.stage_timeout_s
-        try:
-            async with asyncio.timeout(timeout):
-                codes = await self.codec.encode.remote(reference)
-        except BaseException as err:
-            api = self._api_error(err, timeout)
+            voice = await self._create_voice(name, transcript, data)
+        except RequestError as err:
+            raise APIError(400, str(err)) from None
+        except VoiceExists as err:
+            raise APIError(409, str(err), param="name", code="voice_exists") from None
+        except BaseException as err:  # the codec's failure
+            api = self._api_error(err, self.args.resilience.stage_timeout_s)
             if api is None:
                 raise
             raise api from err
-        voice = new_voice(voice_name, transcript, reference, codes, self.args.codec.model)
-        try:
-            await asyncio.to_thread(self.voices.save, voice)
-        except VoiceExists as err:
-            raise APIError(409, str(err), param="name", code="voice_exists") from None
         return voice.summary()
 
     @app.get("/v1/audio/voices")
     async def list_voices(self, request: Request) -> dict:
         self._authenticate_http(request)
-        names = await asyncio.to_thread(self.voices.names)
-        voices = []
-        for name in names:
-            try:
-                voices.append((await asyncio.to_thread(self.voices.load, name)).summary())
-            except VoiceNotFound:  # deleted meanwhile
-                continue
-        return {"object": "list", "data": voices}
+        return {"object": "list", "data": [voice.summary() for voice in await self._saved_voices()]}
 
     @app.get("/v1/audio/voices/{name}")
     async def get_voice(self, name: str, request: Request) -> dict:

@@ -24,7 +24,8 @@ from protos.llasa.tts.v1 import tts_pb2 as pb
 from . import convert
 from .auth import UNAUTHENTICATED_MESSAGE, KeyChecker
 from .config import LlasaAppArgs
-from .orchestrator import AudioChunk, RequestError, StageUnavailableError, SynthesisOutcome
+from .orchestrator import AudioChunk, RequestError, StageUnavailableError, SynthesisJob, SynthesisOutcome
+from .voices import VoiceExists, VoiceNameError, VoiceNotFound
 
 UNAVAILABLE_ERRORS = (DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, ActorDiedError,
                       ActorUnavailableError, SessionError, StageUnavailableError, VerifiersUnavailableError)
@@ -54,7 +55,7 @@ class TTSIngress:
         started = time.perf_counter()
         with _statuses(grpc_context, convert.timeout_of(request, self.args)):
             self._authenticate(grpc_context)
-            job = convert.parse_request(request, self.args)
+            job = await self._job_of(request)
             validated = time.perf_counter()
             response = self.orchestrator.synthesize.remote(job)
             try:
@@ -71,7 +72,7 @@ class TTSIngress:
         started = time.perf_counter()
         with _statuses(grpc_context, convert.timeout_of(request, self.args)):
             self._authenticate(grpc_context)
-            job = convert.parse_request(request, self.args)
+            job = await self._job_of(request)
             validated = time.perf_counter()
             stream = self.orchestrator.options(stream=True).synthesize_stream.remote(job, audio=True)
             first_audio = None
@@ -93,6 +94,10 @@ class TTSIngress:
             except BaseException:
                 _cancel(stream)
                 raise
+
+    async def _job_of(self, request: pb.SynthesizeRequest) -> SynthesisJob:
+        """The validated job; HTTPIngress, which holds the voice store, adds the voice named by voice_id."""
+        return convert.parse_request(request, self.args)
 
     async def DescribeServer(self, request: pb.DescribeServerRequest,
                              grpc_context: RayServegRPCContext) -> pb.ServerDescription:
@@ -146,6 +151,10 @@ def _status_of(error: BaseException, timeout: float) -> tuple[grpc.StatusCode | 
         error = error.cause  # an error raised in another replica: judge (and quote) the original
     if isinstance(error, Unauthenticated):
         return grpc.StatusCode.UNAUTHENTICATED, str(error)
+    if isinstance(error, (VoiceNotFound, VoiceNameError)):
+        return grpc.StatusCode.NOT_FOUND, str(error)
+    if isinstance(error, VoiceExists):
+        return grpc.StatusCode.ALREADY_EXISTS, str(error)
     if isinstance(error, (RequestError, SearchConfigError)):
         return grpc.StatusCode.INVALID_ARGUMENT, str(error)
     if isinstance(error, TimeoutError):

@@ -31,7 +31,8 @@ class VoiceNameError(ValueError):
 
 class VoiceNotFound(KeyError):
     def __str__(self) -> str:
-        return f"no saved voice named {self.args[0]!r}: upload it with POST /v1/audio/voices, or list them with GET"
+        return (f"no saved voice named {self.args[0]!r}: upload it with POST /v1/audio/voices (gRPC: CreateVoice), "
+                "or list them with GET (ListVoices)")
 
 
 class VoiceExists(ValueError):
@@ -75,8 +76,8 @@ class VoiceStore:
         """Store a new voice atomically; VoiceExists if the name is taken (delete it first)."""
         path = self._path(voice.name)
         if self.fs.exists(path):
-            raise VoiceExists(f"a voice named {voice.name!r} exists: DELETE /v1/audio/voices/{voice.name} first, "
-                              "or choose another name")
+            raise VoiceExists(f"a voice named {voice.name!r} exists: DELETE /v1/audio/voices/{voice.name} first "
+                              "(gRPC: DeleteVoice), or choose another name")
         buffer = io.BytesIO()
         meta = {"transcript": voice.transcript, "codec": voice.codec, "created_at": voice.created_at}
         np.savez(buffer, audio=voice.audio.astype(np.float32), codes=np.asarray(voice.codes, dtype=np.int64),

@@ -50,6 +50,7 @@ class SynthesisOptions:
     seed: int | None = None
     reference_audio: bytes | str | Path | None = None  # file bytes or a path
     reference_text: str | None = None
+    voice_id: str | None = None  # a saved voice (create_voice) instead of reference_audio
     language: str = "en"
     output_format: str = "wav"
     timeout_seconds: float | None = None
@@ -78,7 +79,7 @@ def build_request(text: str, options: SynthesisOptions = SynthesisOptions()) -> 
                                             repetition_penalty=o.repetition_penalty, seed=o.seed)),
         output_format=FORMATS[o.output_format],
         word_timestamps=o.word_timestamps, judge=o.judge, text_has_tags=o.text_has_tags,
-        **unset(timeout_seconds=o.timeout_seconds),
+        **unset(timeout_seconds=o.timeout_seconds, voice_id=o.voice_id),
     )
     if o.reference_audio is not None:
         audio = o.reference_audio if isinstance(o.reference_audio, bytes) else Path(o.reference_audio).read_bytes()
@@ -124,6 +125,22 @@ class TTSClient:
 
     def describe(self, timeout: float | None = 30) -> pb.ServerDescription:
         return self._call(self.stub.DescribeServer, pb.DescribeServerRequest(), timeout)
+
+    def create_voice(self, name: str, audio: bytes | str | Path, transcript: str,
+                     timeout: float | None = 120) -> pb.SavedVoice:
+        """Save a reference voice (file bytes or a path) once; later requests name it by voice_id."""
+        data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
+        return self._call(self.stub.CreateVoice, pb.CreateVoiceRequest(name=name, audio=data, transcript=transcript),
+                          timeout)
+
+    def list_voices(self, timeout: float | None = 30) -> list[pb.SavedVoice]:
+        return list(self._call(self.stub.ListVoices, pb.ListVoicesRequest(), timeout).voices)
+
+    def get_voice(self, voice_id: str, timeout: float | None = 30) -> pb.SavedVoice:
+        return self._call(self.stub.GetVoice, pb.GetVoiceRequest(voice_id=voice_id), timeout)
+
+    def delete_voice(self, voice_id: str, timeout: float | None = 30) -> None:
+        self._call(self.stub.DeleteVoice, pb.DeleteVoiceRequest(voice_id=voice_id), timeout)
 
     def synthesize(self, text: str, options: SynthesisOptions = SynthesisOptions(),
                    timeout: float | None = None) -> pb.SynthesizeResponse:

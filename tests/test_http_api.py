@@ -155,6 +155,31 @@ def test_malformed_json_oversized_body_and_missing_key(http, service):
     assert http.get("/v1/server").json()["api_version"] == "llasa.tts.v1"
 
 
+def test_sse_result_carries_word_timestamps_and_the_judge_when_asked(client):
+    with client.audio.speech.with_streaming_response.create(
+            model="llasa", voice="default", input="Hello from the HTTP API.", response_format="wav",
+            stream_format="sse", extra_body={"search": {**QUICK, "word_timestamps": True, "judge": True}}
+    ) as response:
+        events = [json.loads(line[len("data: "):]) for line in response.iter_lines() if line.startswith("data: ")]
+    result = next(e for e in events if e["type"] == "llasa.search.result")
+    assert result["judge"]["verifier"] == "judge" and result["judge"]["metric"] == "wer"
+    assert 0 <= result["judge"]["score"] <= 1 and "judge" not in result["verifiers_used"]
+    assert isinstance(result["words"], list)
+    assert all(0 <= w["start_seconds"] <= w["end_seconds"] and w["word"] for w in result["words"])
+    with client.audio.speech.with_streaming_response.create(  # not asked: not sent
+            model="llasa", voice="default", input="Hello from the HTTP API.", response_format="wav",
+            stream_format="sse", extra_body={"search": QUICK}) as response:
+        plain = [json.loads(line[len("data: "):]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert not {"words", "judge"} & set(next(e for e in plain if e["type"] == "llasa.search.result"))
+
+
+@pytest.mark.parametrize("asked", ["word_timestamps", "judge"])
+def test_word_timestamps_and_judge_need_sse(client, asked):
+    with pytest.raises(openai.BadRequestError) as info:
+        speak(client, **{asked: True})
+    assert "stream_format='sse'" in info.value.body["message"] and info.value.body["param"] == f"search.{asked}"
+
+
 def upload(http, name: str, audio: bytes, transcript: str = "This is my voice, speaking clearly."):
     return http.post("/v1/audio/voices", data={"name": name, "transcript": transcript},
                      files={"audio": ("voice.wav", audio, "audio/wav")})
