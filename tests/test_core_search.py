@@ -156,6 +156,15 @@ def test_step_events_list_kept_and_pruned_candidates_that_grow_the_tree(engine, 
     assert {c.parent for c in result.candidates} == {c.id for c in events[-1].candidates if c.kept}
 
 
+def test_best_of_n_step_event_lists_every_candidate_finished_with_its_final_score(engine, prompt_length):
+    events = []
+    result = synthesize(engine, config(prompt_length, **STRATEGIES["best_of_n"]), on_step=events.append)
+    listed = [c for e in events for c in e.candidates]
+    assert sorted(c.id for c in listed) == sorted(c.id for c in result.candidates)
+    assert all(c.finished and not c.kept for c in listed)
+    assert {c.id: c.score for c in listed} == {c.id: c.final_score for c in result.candidates}
+
+
 def test_reference_voice_is_in_the_prompt_and_cut_from_the_output(engine, prompt_length):
     reference = (0.2 * np.sin(np.arange(16_000) * 0.05)).astype(np.float32)
     extra = 50 + len(b"Ref. ")  # 1 s of reference codes, and its transcript before the text

@@ -103,3 +103,15 @@ def test_ordinary_stereo_is_mixed_down(speech):
     buffer = io.BytesIO()
     sf.write(buffer, stereo, SAMPLE_RATE, format="WAV", subtype="FLOAT")
     np.testing.assert_allclose(read_audio(buffer.getvalue()), 0.75 * speech, atol=1e-6)
+
+
+def test_progress_carries_each_step_candidate_to_grpc():
+    from deployments.convert import progress_proto
+    from llasa_core.search import StepCandidate, StepEvent
+
+    event = StepEvent(step=2, live=2, finished=0, best_score=0.7, lm_generated_tokens=80, candidates=(
+        StepCandidate(id=4, parent=1, group=0, score=0.7, kept=True, finished=False),
+        StepCandidate(id=5, parent=None, group=1, score=None, kept=False, finished=False)))
+    kept, pruned = progress_proto(event, 1.5).candidates
+    assert (kept.id, kept.parent, kept.score, kept.kept) == (4, 1, 0.7, True)
+    assert not pruned.HasField("parent") and not pruned.HasField("score") and not pruned.kept and pruned.group == 1
