@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--reference", help="reference voice file (WAV/FLAC/OGG) to clone")
     s.add_argument("--reference-text", help="what the reference voice says")
+    s.add_argument("--voice", help="a saved voice's name (see `voices`) to clone instead of --reference")
     s.add_argument("--language", default="en")
     s.add_argument("--format", choices=sorted(FORMATS), default="wav")
     s.add_argument("--timeout", type=float, help="server-side timeout in seconds")
@@ -76,7 +77,29 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.add_argument("--stream-raw", metavar="PATH",
                    help="also write the audio as it arrives: raw float32 mono 16 kHz samples, to PATH or - (stdout)")
+    v = commands.add_parser("voices", help="saved voices: list, show, create or delete (prints JSON)")
+    v.add_argument("action", choices=["list", "get", "create", "delete"])
+    v.add_argument("name", nargs="?", help="the voice (get, create, delete)")
+    v.add_argument("--audio", help="create: the voice's audio file (WAV/FLAC/OGG)")
+    v.add_argument("--transcript", help="create: what the audio says")
     return parser
+
+
+def _voices(client: TTSClient, args) -> None:
+    if args.action != "list" and not args.name:
+        raise SystemExit(f"llasa-tts voices {args.action}: name the voice")
+    if args.action == "create" and not (args.audio and args.transcript):
+        raise SystemExit("llasa-tts voices create: send --audio FILE and --transcript TEXT")
+    if args.action == "list":
+        result = {"voices": [MessageToDict(v) for v in client.list_voices()]}
+    elif args.action == "get":
+        result = MessageToDict(client.get_voice(args.name))
+    elif args.action == "create":
+        result = MessageToDict(client.create_voice(args.name, args.audio, args.transcript))
+    else:
+        client.delete_voice(args.name)
+        result = {"voiceId": args.name, "deleted": True}
+    print(json.dumps(result, indent=2))
 
 
 def _options(args) -> SynthesisOptions:
@@ -86,7 +109,8 @@ def _options(args) -> SynthesisOptions:
         process_verifiers=_weights(args.process_verifier), outcome_verifiers=_weights(args.outcome_verifier),
         max_speech_tokens=args.max_speech_tokens, temperature=args.temperature, top_p=args.top_p,
         top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed,
-        reference_audio=args.reference, reference_text=args.reference_text, language=args.language,
+        reference_audio=args.reference, reference_text=args.reference_text, voice_id=args.voice,
+        language=args.language,
         output_format=args.format, timeout_seconds=args.timeout, allow_partial_verifiers=args.allow_partial_verifiers,
         return_scores=args.return_scores, word_timestamps=args.word_timestamps, judge=args.judge,
         text_has_tags=args.text_has_tags,
@@ -114,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         with TTSClient(args.address, api_key=args.api_key, tls=args.tls, root_certificates=args.ca_cert) as client:
             if args.command == "describe":
                 print(json.dumps(MessageToDict(client.describe()), indent=2))
+                return 0
+            if args.command == "voices":
+                _voices(client, args)
                 return 0
             with _raw_sink(args.stream_raw) as sink:
                 response = client.synthesize_with_progress(

@@ -4,6 +4,7 @@ against the running service (tests/serve_support.py): the same store and rules a
 from __future__ import annotations
 
 import io
+import json
 import uuid
 
 import grpc
@@ -91,3 +92,23 @@ def test_bad_voices_are_invalid_arguments_and_nothing_is_stored(tts, name, audio
     error = status_of(tts.create_voice, name, audio if audio is not None else speech_wav(), transcript)
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT and words in error.details
     assert name not in [v.id for v in tts.list_voices()]
+
+
+def test_cli_voices_create_list_synthesize_delete(service, tmp_path, capsys):
+    from llasa_client import cli
+
+    name, clip = f"cli-{uuid.uuid4().hex[:8]}", tmp_path / "voice.wav"
+    clip.write_bytes(speech_wav())
+    base = ["--address", service.address]
+    assert cli.main([*base, "voices", "create", name, "--audio", str(clip), "--transcript", TRANSCRIPT]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == name
+    assert cli.main([*base, "voices", "list"]) == 0
+    assert name in [v["id"] for v in json.loads(capsys.readouterr().out)["voices"]]
+    out = tmp_path / "hi.wav"
+    assert cli.main([*base, "synthesize", "Hi.", "--voice", name, "--quiet", "-o", str(out),
+                     "--max-speech-tokens", "20", "--seed", "3"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["promptTokens"] > 70
+    assert cli.main([*base, "voices", "delete", name]) == 0
+    capsys.readouterr()
+    assert cli.main([*base, "voices", "get", name]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
