@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 import httpx2 as httpx
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from serve_support import free_port, speech_wav, start_serve_run, stop_serve_run, wait_until_up  # noqa: E402
+from serve_support import committed_service, speech_wav  # noqa: E402
 
 from llasa_client import SynthesisOptions, TTSClient  # noqa: E402
 from llasa_client.client import build_request  # noqa: E402
@@ -45,16 +44,8 @@ def main() -> None:
     transcript = (SENTENCE * 10)[: int(len(SENTENCE) * args.seconds / 5)].rsplit(" ", 1)[0] + "."
     reference = speech_wav(transcript)  # 22.05 kHz 16-bit WAV, as a phone or browser would record
     work = Path(tempfile.mkdtemp(prefix="bench-voice-"))
-    grpc_port, http_port = free_port(), free_port()
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    config["grpc_options"]["port"], config["http_options"]["port"] = grpc_port, http_port
-    config["applications"][0]["args"]["voice_store"] = str(work / "voices")
-    (work / "serve_config.yaml").write_text(yaml.safe_dump(config))
-    process = start_serve_run(work / "serve_config.yaml", work / "serve.log", {**os.environ, "RAY_ADDRESS": "local"})
-    try:
-        address, url = f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}"
-        wait_until_up(address, process)
-        with TTSClient(address) as grpc_client, httpx.Client(base_url=url, timeout=300) as http:
+    with committed_service(work, voice_store=str(work / "voices")) as service:
+        with TTSClient(service.address) as grpc_client, httpx.Client(base_url=service.url, timeout=300) as http:
             started = time.perf_counter()
             saved = http.post("/v1/audio/voices", data={"name": "bench", "transcript": transcript},
                               files={"audio": ("voice.wav", reference, "audio/wav")})
@@ -75,8 +66,6 @@ def main() -> None:
                 t = time.perf_counter()
                 http.post("/v1/audio/speech", json=body).raise_for_status()
                 named.append(time.perf_counter() - t)
-    finally:
-        stop_serve_run(process)
     voice = saved.json()
     print(f"serve_config.yaml (embedded demo model), {os.cpu_count()} CPU cores; reference {voice['seconds']:.1f} s "
           f"({len(reference)} bytes WAV, {voice['codes']} codec tokens); search {SEARCH}; {args.repeats} repeats")

@@ -29,12 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from serve_support import free_port, start_serve_run, stop_serve_run, wait_until_up  # noqa: E402
+from serve_support import committed_service  # noqa: E402
 
 from llasa_client import SynthesisOptions, TTSClient  # noqa: E402
 
@@ -89,25 +88,15 @@ def main() -> None:
     from verifiers.asr import FasterWhisperTranscriber, PocketSphinxTranscriber, error_rate
 
     texts = list(PROSE[: args.sentences])
-    work = Path(tempfile.mkdtemp(prefix="bench-search-"))
-    grpc_port, http_port = free_port(), free_port()
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    config["grpc_options"]["port"], config["http_options"]["port"] = grpc_port, http_port
-    (work / "serve_config.yaml").write_text(yaml.safe_dump(config))
-    process = start_serve_run(work / "serve_config.yaml", work / "serve.log", {**os.environ, "RAY_ADDRESS": "local"})
     results, rates = {}, {}
-    try:
-        address = f"127.0.0.1:{grpc_port}"
-        wait_until_up(address, process)
-        with TTSClient(address) as client:
+    with committed_service(Path(tempfile.mkdtemp(prefix="bench-search-"))) as service:
+        with TTSClient(service.address) as client:
             client.synthesize("Warm up.", SynthesisOptions(n=2, seed=0))  # load every model once
             for name in args.settings.split(","):
                 results[name] = measure(client, texts, SETTINGS[name])
                 print(f"{name}: {np.mean([r['wall_s'] for r in results[name]]):.2f} s per request", flush=True)
             if args.throughput_requests:
                 rates = {k: throughput(client, texts, k, args.throughput_requests) for k in (1, 4)}
-    finally:
-        stop_serve_run(process)
 
     judge, whisper = PocketSphinxTranscriber(), FasterWhisperTranscriber()
     table = {}

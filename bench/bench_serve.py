@@ -20,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from serve_support import free_port, start_serve_run, stop_serve_run, wait_until_up  # noqa: E402
+from serve_support import committed_service  # noqa: E402
 
 from llasa_client import SynthesisOptions, TTSClient  # noqa: E402
 
@@ -95,17 +94,8 @@ def main() -> None:
     args = parser.parse_args()
 
     local = in_process_latency(args.repeats)
-    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    grpc_port, http_port = free_port(), free_port()
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    config["grpc_options"]["port"], config["http_options"]["port"] = grpc_port, http_port
-    (work / "serve_config.yaml").write_text(yaml.safe_dump(config))
-    process = start_serve_run(work / "serve_config.yaml", work / "serve.log", {**os.environ, "RAY_ADDRESS": "local"})
-    try:
-        wait_until_up(f"127.0.0.1:{grpc_port}", process)
-        served, throughput = serve_figures(f"127.0.0.1:{grpc_port}", args.repeats)
-    finally:
-        stop_serve_run(process)
+    with committed_service(Path(tempfile.mkdtemp(prefix="bench-serve-"))) as service:
+        served, throughput = serve_figures(service.address, args.repeats)
 
     local_s, served_s = statistics.median(local), statistics.median(served)
     print(f"beam n={N} M={WIDTH}, {TOKENS} speech tokens in steps of {STEP}, speaker verifier, reference voice;")

@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from serve_support import free_port, start_serve_run, stop_serve_run, wait_until_up  # noqa: E402
+from serve_support import committed_service  # noqa: E402
 
 from llasa_client import SynthesisOptions, TTSClient  # noqa: E402
 
@@ -64,17 +63,9 @@ def main() -> None:
     from bench.bench_demo import PROSE
 
     texts = list(PROSE[: args.sentences])
-    work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    grpc_port, http_port = free_port(), free_port()
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    config["grpc_options"]["port"], config["http_options"]["port"] = grpc_port, http_port
-    (work / "serve_config.yaml").write_text(yaml.safe_dump(config))
-    process = start_serve_run(work / "serve_config.yaml", work / "serve.log", {**os.environ, "RAY_ADDRESS": "local"})
     rows: dict[str, list[dict]] = {name: [] for name in SETTINGS}
-    try:
-        address = f"127.0.0.1:{grpc_port}"
-        wait_until_up(address, process)
-        with TTSClient(address) as client:
+    with committed_service(Path(tempfile.mkdtemp(prefix="bench-stream-"))) as service:
+        with TTSClient(service.address) as client:
             client.synthesize("Warm up.", SynthesisOptions(n=2, seed=0))  # load every model once
             for seed, text in enumerate(texts):
                 for name, setting in SETTINGS.items():
@@ -92,8 +83,6 @@ def main() -> None:
 
             long_row = streamed(client, PARAGRAPH, SynthesisOptions(seed=0, timeout_seconds=600))
             print("paragraph", json.dumps(long_row), flush=True)
-    finally:
-        stop_serve_run(process)
 
     mean = lambda name, key: float(np.mean([r[key] for r in rows[name]]))  # noqa: E731
     n1, beam = "n1", "beam_8x2"

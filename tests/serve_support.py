@@ -12,6 +12,7 @@ tests can look at and kill replicas.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -106,6 +108,35 @@ def stop_serve_run(process: subprocess.Popen) -> None:
             process.wait(wait)
         except subprocess.TimeoutExpired:
             continue
+
+
+@dataclass
+class CommittedService:
+    address: str  # gRPC, host:port
+    url: str  # HTTP, http://host:port
+    stop_seconds: float | None = None  # from Ctrl-C to exit, once stopped
+
+
+@contextlib.contextmanager
+def committed_service(work: Path, **app_args) -> Iterator[CommittedService]:
+    """`serve run` of serve_config.yaml as committed (the embedded demo model), on free ports and a
+    private Ray cluster, with `app_args` over the application's args; yields once it answers and
+    stops it with Ctrl-C after, timing the stop (the README test and the service benches)."""
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    config["grpc_options"]["port"], config["http_options"]["port"] = free_port(), free_port()
+    config["applications"][0]["args"].update(app_args)
+    (work / "serve_config.yaml").write_text(yaml.safe_dump(config))
+    # RAY_ADDRESS=local: a private cluster, never one another user started on this machine.
+    process = start_serve_run(work / "serve_config.yaml", work / "serve.log", {**os.environ, "RAY_ADDRESS": "local"})
+    service = CommittedService(f"127.0.0.1:{config['grpc_options']['port']}",
+                               f"http://127.0.0.1:{config['http_options']['port']}")
+    try:
+        wait_until_up(service.address, process)
+        yield service
+    finally:
+        interrupted = time.monotonic()
+        stop_serve_run(process)
+        service.stop_seconds = time.monotonic() - interrupted
 
 
 @dataclass

@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import io
-import os
 import subprocess
 import time
 
 import grpc
 import pytest
 import soundfile as sf
-import yaml
-from serve_support import (ROOT, TEST_API_KEY, free_port, speech_wav, start_serve_run, stop_serve_run,
-                           wait_until_up)
+from serve_support import ROOT, TEST_API_KEY, committed_service, speech_wav
 
 from llasa_client import SynthesisOptions, TTSClient, TTSError
 from llasa_client.client import build_request
@@ -61,15 +58,8 @@ def test_readme_command_starts_the_service_that_speaks_and_stops_on_ctrl_c(tmp_p
     readme = (ROOT / "README.md").read_text()
     assert "serve run serve_config.yaml" in readme
     cli_line = next(line for line in readme.splitlines() if "llasa-tts synthesize" in line)
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    config["grpc_options"]["port"], config["http_options"]["port"] = free_port(), free_port()
-    config_path = tmp_path / "serve_config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    address = f"localhost:{config['grpc_options']['port']}"
-    # RAY_ADDRESS=local: a private cluster, never one another user started on this machine.
-    process = start_serve_run(config_path, tmp_path / "serve.log", {**os.environ, "RAY_ADDRESS": "local"})
-    try:
-        wait_until_up(address, process)
+    with committed_service(tmp_path) as service:
+        address = service.address
         args = cli_line.split()[1:]  # after .venv/bin/llasa-tts
         assert args[0] == "synthesize"
         args = ["--address", address] + [a if a != "hello.wav" else str(tmp_path / "hello.wav") for a in args]
@@ -91,10 +81,7 @@ def test_readme_command_starts_the_service_that_speaks_and_stops_on_ctrl_c(tmp_p
         assert [w.word.strip(".,") for w in response.words] == text.rstrip(".").split()
         times = [t for w in response.words for t in (w.start_seconds, w.end_seconds)]
         assert times == sorted(times) and 0 <= times[0] and times[-1] <= response.audio_seconds + 0.05
-    finally:
-        interrupted = time.monotonic()
-        stop_serve_run(process)
-        stopped = time.monotonic() - interrupted
+    stopped = service.stop_seconds
     # Measured here: 8.8 s from Ctrl-C to exit with the other core busy (README: within 10 s).
     assert stopped < 30, f"`serve run` took {stopped:.0f} s to stop after Ctrl-C"
 
