@@ -300,7 +300,8 @@ class SearchRun:
                      kept: Sequence[Candidate] | None = None) -> None:
         """`kept`: the live candidates selected for expansion (None: all of them go on)."""
         self.steps += 1
-        await self.commit(list(live) + list(finished))
+        # A pruned candidate can no longer be chosen: only the kept and the finished bound the prefix.
+        await self.commit(list(live if kept is None else kept) + list(finished))
         if self.on_step is None:
             return
         scored = [self.process_score(c) for c in live if c.step_scores]
