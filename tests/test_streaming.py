@@ -93,12 +93,14 @@ def test_every_strategy_streams_exactly_its_chosen_audio(engine, options):
 
 
 def test_without_a_listener_nothing_changes(engine):
-    """n = 1 generates in one LM call when no one listens."""
+    """n = 1 generates in one LM call when no one listens; streamed, it samples the same codes from
+    the same seed (the session's generator runs on across steps)."""
     chunks, streamed, log = stream(engine, n=1, step_tokens=20)
     plain = asyncio.run(run_search(SearchConfig(max_new_tokens=100, n=1, step_tokens=20, seed=5), engine.stages,
                                    engine.lm.prompt_ids(TEXT), ScoreContext(text=TEXT)))
     assert plain.account.lm.calls == 1 and plain.account.first_audio_seconds is None
     assert streamed.account.lm.calls == 5
+    assert streamed.chosen.codes == plain.chosen.codes
 
 
 # Through the service (tests/serve_support.py: Ray Serve, the gRPC proxy, every deployment) --------
