@@ -163,8 +163,25 @@ def _voice_name(voice: str | dict) -> str:
     return name
 
 
+def lone_surrogate_at(value, path: str = "") -> str | None:
+    """Where a string holds half a UTF-16 pair (JSON's "\\ud83d" escape without its partner): no
+    text at all, and no protobuf string can hold it. None when every string is whole."""
+    if isinstance(value, str):
+        return None if value.isascii() or not any("\ud800" <= ch <= "\udfff" for ch in value) else path or "body"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = lone_surrogate_at(key, path or "body") or lone_surrogate_at(item, f"{path}.{key}".lstrip("."))
+            if where is not None:
+                return where.encode("utf-8", "backslashreplace").decode()
+    return None
+
+
 def synthesize_request(body: SpeechRequest) -> pb.SynthesizeRequest:
     """The OpenAI request as the gRPC one, so that one set of rules validates both."""
+    broken = lone_surrogate_at(body.model_dump())
+    if broken is not None:
+        raise APIError(400, f"{broken} holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair), "
+                            "which is not text: send valid Unicode", param=broken)
     if body.response_format not in speech_formats.MEDIA_TYPES:
         raise APIError(400, f"response_format {body.response_format[:40]!r} is not supported: use one of "
                             f"{list(speech_formats.MEDIA_TYPES)}", param="response_format")
