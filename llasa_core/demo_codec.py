@@ -114,8 +114,12 @@ class DemoMelCodec:
             if len(sequence) == 0:
                 out.append(np.zeros(0, dtype=np.float32))
                 continue
-            wave = griffin_lim(self.code_magnitudes[np.asarray(sequence)], self.iterations)
-            out.append(np.clip(wave * OUTPUT_GAIN, -1.0, 1.0).astype(np.float32))
+            frames = self.code_magnitudes[np.asarray(sequence)]
+            # stft's centre padding needs more than N_FFT / 2 samples: a one-code candidate (EOS
+            # after its first token) repeats its frame, and the wave is cut back to its length.
+            short = max(0, N_FFT // (2 * HOP) + 1 - len(frames))
+            wave = griffin_lim(np.concatenate([frames, frames[-1:].repeat(short, 0)]), self.iterations)
+            out.append(np.clip(wave[: len(frames) * HOP] * OUTPUT_GAIN, -1.0, 1.0).astype(np.float32))
         return out
 
 

@@ -103,6 +103,13 @@ def test_windowed_decode_matches_a_whole_decode_on_the_demo_codec(demo_codec):
     assert spectral_snr_db(whole, blind) < spectral_snr_db(whole, windowed) - 5
 
 
+def test_demo_codec_decodes_a_single_code(demo_codec):
+    """A candidate that stops after one token is decoded, not an stft padding error (seen under load)."""
+    one, two = demo_codec.decode([[5], [5, 5]])
+    assert one.shape == (demo_codec.samples_per_token,) and two.shape == (2 * demo_codec.samples_per_token,)
+    assert np.isfinite(one).all()
+
+
 def test_windowed_decode_matches_a_whole_decode_on_xcodec2(tiny_codec):
     """Tiny X-codec2 (random weights, random codes): 16.4 dB at 50 tokens of context, 10 redone, and
     rising with context (its decoder attends over the whole window); 8.7 dB with none."""
