@@ -57,7 +57,10 @@ def test_config(base: dict, grpc_port: int, http_port: int, keys_file: Path | No
     args["verifiers"].append({"name": "judge", "kind": "asr", "backend": "pocketsphinx"})  # small, independent
     args["judge"] = "judge"
     deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
-    deployments["LMSampler"].pop("autoscaling_config", None)
+    # Fixed replica counts: tests count and kill replicas (bench/bench_autoscaling.py shows scaling).
+    for deployment in deployments.values():
+        if deployment.pop("autoscaling_config", None) is not None:
+            deployment["num_replicas"] = 1
     deployments["LMSampler"]["num_replicas"] = 2
     deployments["SearchOrchestrator"].update(max_ongoing_requests=4, max_queued_requests=8)
     return config
@@ -118,16 +121,17 @@ class CommittedService:
 
 
 @contextlib.contextmanager
-def committed_service(work: Path, **app_args) -> Iterator[CommittedService]:
+def committed_service(work: Path, ray_address: str = "local", **app_args) -> Iterator[CommittedService]:
     """`serve run` of serve_config.yaml as committed (the embedded demo model), on free ports and a
     private Ray cluster, with `app_args` over the application's args; yields once it answers and
-    stops it with Ctrl-C after, timing the stop (the README test and the service benches)."""
+    stops it with Ctrl-C after, timing the stop (the README test and the service benches).
+    `ray_address`: a cluster the caller started (ray.init) to stay its driver; else serve run's own."""
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config["grpc_options"]["port"], config["http_options"]["port"] = free_port(), free_port()
     config["applications"][0]["args"].update(app_args)
     (work / "serve_config.yaml").write_text(yaml.safe_dump(config))
     # RAY_ADDRESS=local: a private cluster, never one another user started on this machine.
-    process = start_serve_run(work / "serve_config.yaml", work / "serve.log", {**os.environ, "RAY_ADDRESS": "local"})
+    process = start_serve_run(work / "serve_config.yaml", work / "serve.log", {**os.environ, "RAY_ADDRESS": ray_address})
     service = CommittedService(f"127.0.0.1:{config['grpc_options']['port']}",
                                f"http://127.0.0.1:{config['http_options']['port']}")
     try:

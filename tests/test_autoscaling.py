@@ -1,0 +1,37 @@
+"""Autoscaling per stage: bench/bench_autoscaling.py on serve_config.yaml as committed, with a short
+load that queues on the ASR verifier. That stage scales up and back down; the LM stays at one.
+
+Its own private Ray cluster and `serve run` (the shared `service` fixture pins every stage to a
+fixed count for the tests that count and kill replicas). About two minutes.
+"""
+
+import json
+import subprocess
+import sys
+
+from serve_support import ROOT
+
+# Measured on 2 shared cores (README "Autoscaling per stage"): up 18-20 s after the load starts
+# (5 s of queue past the target, then the replica loads Whisper), down 20-23 s after it ends
+# (the 20 s downscale delay).
+SCALE_UP_WITHIN_S = 45
+SCALE_DOWN_WITHIN_S = 50
+
+
+def test_asr_verifier_scales_up_under_its_queue_and_back_down_while_the_lm_stays(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "bench" / "bench_autoscaling.py"), "--out", str(tmp_path),
+                    "--load-seconds", "30", "--idle-seconds", "2", "--cooldown-seconds", "70"],
+                   cwd=ROOT, check=True, timeout=400)
+    report = json.loads((tmp_path / "autoscaling.json").read_text())
+    assert set(report["requests_by_status"]) == {"OK"} and report["requests_by_status"]["OK"] >= 6
+    assert report["samples"][0]["replicas"]["Verifier-asr"] == 1
+    assert report["asr_scaled_up_after_s"] is not None and report["asr_scaled_up_after_s"] <= SCALE_UP_WITHIN_S
+    assert report["max_replicas_seen"]["Verifier-asr"] == 2
+    assert report["asr_scaled_down_after_s"] is not None and report["asr_scaled_down_after_s"] <= SCALE_DOWN_WITHIN_S
+    assert report["samples"][-1]["replicas"]["Verifier-asr"] == 1
+    # the LM never moved: one replica in every sample
+    assert report["min_replicas_seen"]["LMSampler"] == report["max_replicas_seen"]["LMSampler"] == 1
+    # the load queued on the ASR verifier, not on the LM: searches spent longer there
+    seconds = report["stage_seconds_per_request"]
+    assert seconds["verifier_asr"] > seconds["lm"]
+    assert (tmp_path / "autoscaling.png").read_bytes()[:4] == b"\x89PNG"
