@@ -64,7 +64,10 @@ def tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8, help="concurrent calls to measure batching gain")
     parser.add_argument("--orchestrator-slots", type=int, default=8,
                         help="max_ongoing_requests of one SearchOrchestrator replica")
-    parser.add_argument("--autoscaling", action="store_true", help="write autoscaling bounds, not fixed replicas")
+    parser.add_argument("--autoscaling", action="store_true",
+                        help="codec and verifiers autoscale up to the recommended replicas, not fixed counts")
+    parser.add_argument("--config", default="serve_config.yaml",
+                        help="the service's config: written with the recommendation as serve_config.tuned.yaml")
     parser.add_argument("--verify-concurrency", type=int, default=8)
     parser.add_argument("--verify-requests", type=int, default=16)
     parser.add_argument("--ray-address", default="auto", help="the Ray cluster the service runs on")

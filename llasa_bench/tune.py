@@ -11,17 +11,19 @@
 3. Replicas: r_s = ceil(rate * D_s / gain_s / utilisation). The predicted capacity of a set of
    replicas is min_s r_s * gain_s / D_s requests/s (the slowest stage saturates first).
 4. Verification: a closed-loop load run at saturation on the service as deployed; the report sets
-   its measured throughput beside the capacity predicted for the replicas that are running.
-   Apply the overlay (`serve deploy` of serve_config.yaml merged with it) and run tune again to
-   verify the recommendation itself.
+   its measured throughput beside the capacity predicted for the replicas that ran (their mean
+   over the run, as autoscaling moves them). Deploy `serve_config.tuned.yaml` (the config with
+   the recommendation applied) and run tune again to verify the recommendation itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import math
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -120,6 +122,25 @@ def running_replicas() -> dict[str, int]:
     return {name: int(d.replica_states.get("RUNNING", 0)) for name, d in status.deployments.items()}
 
 
+def verify(client: TTSClient, texts: list[str], options, concurrency: int, requests: int) -> tuple[dict, dict]:
+    """The closed-loop run at saturation, and each stage's RUNNING replicas, their mean over the run
+    (sampled every second: autoscaled stages move during it)."""
+    samples, done = [running_replicas()], threading.Event()
+
+    def sample():
+        while not done.wait(1.0):
+            samples.append(running_replicas())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        measured = summarise("verify", None, closed_loop(client, texts, options, concurrency, requests, timeout=600))
+    finally:
+        done.set()
+        sampler.join()
+    return measured, {name: statistics.mean(s.get(name, 0) for s in samples) for name in samples[0]}
+
+
 def recommend(stage_demand: dict[str, float], gains: dict[str, float], rate: float, utilisation: float,
               orchestrator_slots: int) -> dict[str, int]:
     """Replicas per stage for `rate` requests/s at the given utilisation.
@@ -144,17 +165,46 @@ def capacity(stage_demand: dict[str, float], gains: dict[str, float], replicas: 
                if stage not in ("SearchOrchestrator", "TTSIngress") and seconds > 0)
 
 
+def autoscaled(stage: str) -> bool:
+    """The stateless, batched stages. The LM keeps fixed replicas (a search's KV cache lives on
+    one; scaling down ends its live searches) and so do the ingress and orchestrator (they hold
+    every request for its whole duration)."""
+    return stage == "CodecDecoder" or stage.startswith("Verifier-")
+
+
 def overlay(replicas: dict[str, int], autoscaling: bool) -> dict:
-    """A serve_config overlay: per-deployment scaling for application `llasa`."""
+    """A serve_config overlay: per-deployment scaling for application `llasa`; with `autoscaling`,
+    the stateless stages scale between 1 and the recommended count."""
     deployments = []
     for name, count in sorted(replicas.items()):
-        if autoscaling and name not in ("TTSIngress",):
+        if autoscaling and autoscaled(name):
             deployments.append({"name": name, "autoscaling_config": {
-                "min_replicas": 1, "initial_replicas": max(1, count // 2), "max_replicas": count,
-                "target_ongoing_requests": 2}})
+                "min_replicas": 1, "max_replicas": count, "target_ongoing_requests": 2}})
         else:
             deployments.append({"name": name, "num_replicas": count})
     return {"applications": [{"name": APPLICATION, "deployments": deployments}]}
+
+
+def apply_overlay(config: dict, overlay: dict) -> dict:
+    """`config` (a serve_config) with the overlay's per-deployment settings applied, ready to deploy.
+    Serve refuses num_replicas beside autoscaling_config, so whichever the overlay sets replaces the
+    other; an autoscaling_config is merged into the config's own (its delays and look-back stay)."""
+    merged = copy.deepcopy(config)
+    for app_overlay in overlay["applications"]:
+        app = next(a for a in merged["applications"] if a["name"] == app_overlay["name"])
+        deployments = {d["name"]: d for d in app.setdefault("deployments", [])}
+        for change in app_overlay["deployments"]:
+            deployment = deployments.get(change["name"])
+            if deployment is None:
+                app["deployments"].append(deployment := {"name": change["name"]})
+            if "autoscaling_config" in change:
+                deployment.pop("num_replicas", None)
+                deployment["autoscaling_config"] = {**deployment.get("autoscaling_config", {}),
+                                                    **change["autoscaling_config"]}
+            if "num_replicas" in change:
+                deployment.pop("autoscaling_config", None)
+                deployment["num_replicas"] = change["num_replicas"]
+    return merged
 
 
 def run(args) -> dict:
@@ -168,13 +218,16 @@ def run(args) -> dict:
         stage_demand, calls, spoken = demand(client, texts, options, args.probe_requests)
         gains = measure_gains(calls, spoken, args.batch)
         replicas = recommend(stage_demand, gains, args.rate, args.utilisation, args.orchestrator_slots)
-        deployed = running_replicas()
+        measured, deployed = verify(client, texts, options, args.verify_concurrency, args.verify_requests)
         predicted = capacity(stage_demand, gains, deployed)
-        measured = summarise("verify", None, closed_loop(client, texts, options, args.verify_concurrency,
-                                                          args.verify_requests, timeout=600))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tune_overlay.yaml").write_text(yaml.safe_dump(overlay(replicas, args.autoscaling), sort_keys=False))
+    recommendation = overlay(replicas, args.autoscaling)
+    (out / "tune_overlay.yaml").write_text(yaml.safe_dump(recommendation, sort_keys=False))
+    tuned = apply_overlay(yaml.safe_load(Path(args.config).read_text()), recommendation)
+    (out / "serve_config.tuned.yaml").write_text(
+        f"# {args.config} with `llasa-bench tune` replicas for {args.rate:g} requests/s applied\n"
+        + yaml.safe_dump(tuned, sort_keys=False))
     report = {
         "target_rps": args.rate,
         "utilisation": args.utilisation,
@@ -193,7 +246,7 @@ def run(args) -> dict:
     (out / "tune.json").write_text(json.dumps(report, indent=2))
     print(f"{'stage':>20}{'s/request':>11}{'batch gain':>12}{'deployed':>10}{'recommended':>13}")
     for stage, seconds in stage_demand.items():
-        print(f"{stage:>20}{seconds:>11.3f}{gains[stage]:>12.2f}{deployed.get(stage, 0):>10}{replicas[stage]:>13}")
+        print(f"{stage:>20}{seconds:>11.3f}{gains[stage]:>12.2f}{deployed.get(stage, 0):>10.2f}{replicas[stage]:>13}")
     print(f"target {args.rate:g} req/s: recommended replicas predict {report['predicted_capacity_rps_recommended']:.2f} "
           f"req/s; deployed replicas predict {predicted:.2f} req/s, measured {measured['throughput_rps']:.2f} req/s "
           f"(ratio {measured['throughput_rps'] / predicted:.2f})")

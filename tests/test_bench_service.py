@@ -10,7 +10,8 @@ from ray.serve.schema import ServeDeploySchema
 from serve_support import ROOT
 
 from llasa_bench.cli import main
-from llasa_bench.tune import capacity, recommend
+from llasa_bench.tune import apply_overlay, capacity, recommend
+from llasa_bench.tune import overlay as tune_overlay
 
 SMALL = ["--max-speech-tokens", "20", "-n", "2"]
 
@@ -54,10 +55,10 @@ def test_load_closed_and_open_loop(service, sentences, tmp_path):
 def test_tune_recommends_writes_an_overlay_and_verifies(service, sentences, tmp_path):
     main(["tune", "--target", service.address, "--sentences", str(sentences), "--out", str(tmp_path),
           "--rate", "3", "--probe-requests", "1", "--batch", "4", "--verify-concurrency", "2",
-          "--verify-requests", "2", *SMALL])
+          "--verify-requests", "2", "--config", str(ROOT / "serve_config.yaml"), *SMALL])
     report = json.loads((tmp_path / "tune.json").read_text())
     demand, gains = report["stage_seconds_per_request"], report["batching_gain"]
-    assert {"LMSampler", "CodecDecoder", "SearchOrchestrator", "TTSIngress"} <= set(demand)
+    assert {"LMSampler", "CodecDecoder", "SearchOrchestrator", "TTSIngress", "Verifier-asr"} <= set(demand)
     assert report["deployed_replicas"]["LMSampler"] >= 1
     assert report["predicted_capacity_rps_deployed"] > 0 and report["measured_throughput_rps_deployed"] > 0
     overlay = yaml.safe_load((tmp_path / "tune_overlay.yaml").read_text())
@@ -65,12 +66,28 @@ def test_tune_recommends_writes_an_overlay_and_verifies(service, sentences, tmp_
     for stage, replicas in deployments.items():  # r = ceil(rate * D / gain / utilisation) for model stages
         if stage not in ("SearchOrchestrator", "TTSIngress"):
             assert replicas == max(1, math.ceil(3 * demand[stage] / gains[stage] / report["utilisation"]))
-    # serve_config.yaml with the overlay applied is still a valid Serve config
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    for deployment in config["applications"][0]["deployments"]:
-        deployment.update(next((d for d in overlay["applications"][0]["deployments"]
-                                if d["name"] == deployment["name"]), {}))
-    ServeDeploySchema.model_validate(config)
+    # serve_config.tuned.yaml: serve_config.yaml with those counts, deployable (the committed
+    # config autoscales the codec and verifiers; a fixed count replaces their autoscaling_config)
+    tuned = yaml.safe_load((tmp_path / "serve_config.tuned.yaml").read_text())
+    ServeDeploySchema.model_validate(tuned)
+    for deployment in tuned["applications"][0]["deployments"]:
+        assert not {"num_replicas", "autoscaling_config"} <= set(deployment), deployment["name"]
+        if deployment["name"] in deployments:
+            assert deployment["num_replicas"] == deployments[deployment["name"]]
+    # --autoscaling: the stateless stages autoscale up to the recommendation, keeping the committed
+    # config's delays; the LM, orchestrator and ingress keep fixed counts
+    committed = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    scaled = apply_overlay(committed, tune_overlay(report["recommended_replicas"], autoscaling=True))
+    ServeDeploySchema.model_validate(scaled)
+    committed_asr = next(d for d in committed["applications"][0]["deployments"] if d["name"] == "Verifier-asr")
+    for deployment in scaled["applications"][0]["deployments"]:
+        assert not {"num_replicas", "autoscaling_config"} <= set(deployment), deployment["name"]
+        if deployment["name"] == "Verifier-asr":
+            bounds = deployment["autoscaling_config"]
+            assert bounds["max_replicas"] == deployments["Verifier-asr"] and bounds["min_replicas"] == 1
+            assert bounds["downscale_delay_s"] == committed_asr["autoscaling_config"]["downscale_delay_s"]
+        if deployment["name"] in ("LMSampler", "SearchOrchestrator", "TTSIngress"):
+            assert deployment["num_replicas"] == deployments[deployment["name"]]
     # more load needs at least as many replicas, and the predicted capacity covers the target
     more = recommend(demand, gains, rate=30, utilisation=0.7, orchestrator_slots=8)
     assert all(more[s] >= deployments[s] for s in deployments) and sum(more.values()) > sum(deployments.values())
