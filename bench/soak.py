@@ -18,11 +18,20 @@ answer at all by then (a hang); the service's contract is that there are none.
         --node-down-at 40 --node-up-at 90
 
 --two-node runs the service on a two-node Ray cluster on this machine (a head and a second raylet
-with its own CPUs, Ray's own `ray.cluster_utils.Cluster`), every stage with two replicas, which
-Serve spreads over both nodes (the placement is printed). At --node-down-at the worker node dies
-whole (its raylet and every replica on it); at --node-up-at a fresh node joins. Codec and
-verifier calls are repeated on the surviving replicas; a search whose LM session died with the
-node ends UNAVAILABLE with a retry hint; the rest must end OK.
+with its own CPUs, Ray's own `ray.cluster_utils.Cluster`). Every stage runs two replicas, which
+Serve spreads over both nodes; the LM's are placed one per node (each node has one `soak_lm_slot`
+resource, each LM replica takes one), and the ingress and the orchestrator (one replica each,
+whose loss is another experiment) stay on the head. A few long beam searches (--long-searches of
+--long-tokens speech tokens, 2 s apart from 2 s before --node-down-at) join the load, and from
+--node-down-at on the worker node dies whole (its raylet and every replica on it) as soon as its
+LM replica holds a live search session (probed twice a second, for at most 30 s), so the loss of
+LM state is exercised every run. At --node-up-at a fresh node joins. Codec and verifier calls are
+repeated on the surviving replicas; a search whose LM session died with the node ends UNAVAILABLE
+with a retry hint; the rest end OK (or RESOURCE_EXHAUSTED when the bounded queue is full). It
+prints the answers by phase (sent before the loss, while the node was down, after it returned),
+the recovery time (node joined -> every stage at its replica count) and how many generate calls
+the new node's LM replica served. Measured figures: deployments/README.md "Two nodes, one of them
+lost".
 """
 
 from __future__ import annotations
@@ -51,6 +60,8 @@ from llasa_client import SynthesisOptions, TTSClient, TTSError  # noqa: E402
 VICTIMS = ("LMSampler", "CodecDecoder", "Verifier-asr", "Verifier-speaker")
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "Soak tests find what unit tests miss.",
          "Every request must end.", "A replica died; the search went on.", "Short one."]
+LONG_TEXT = "This search is long on purpose, so that it is still running when its node goes away."
+LM_SLOT, HEAD = "soak_lm_slot", "soak_head"  # --two-node: custom resources that place the replicas
 
 
 def request_mix(rng: random.Random, timeout: float) -> SynthesisOptions:
@@ -93,56 +104,116 @@ def placement() -> dict[str, collections.Counter]:
     return dict(sorted(where.items()))
 
 
-def soak(address: str, args, node_faults=None) -> dict:
+def replica_nodes(deployment: str) -> dict[str, str]:
+    """Live replicas of `deployment`: replica id -> node id (from the GCS actor table, as placement())."""
+    from ray._private.state import actors
+
+    found = {}
+    for actor in actors(actor_state_name="ALIVE").values():
+        parts = (actor.get("Name") or "").split("#")
+        if parts[0].startswith("SERVE_REPLICA::") and len(parts) == 3 and parts[1] == deployment:
+            found[parts[2]] = actor["Address"]["NodeID"]
+    return found
+
+
+def lm_counters_on(node_id: str) -> dict | None:
+    """The counters of the LM replica on `node_id` (live `sessions`, `calls`), or None if none runs
+    there. Unpinned probes reach a random replica, so a few find it."""
+    from ray import serve
+
+    replicas = {replica for replica, node in replica_nodes("LMSampler").items() if node == node_id}
+    if not replicas:
+        return None
+    handle = serve.get_deployment_handle("LMSampler", app_name="llasa")
+    for i in range(24):
+        counters = handle.options(session_id=f"soak-probe-{i}").counters.remote().result(timeout_s=10)
+        if counters["replica"] in replicas:
+            return counters
+    return None
+
+
+def long_search(rng: random.Random, args) -> SynthesisOptions:
+    """A search that runs for a while, in flight when the node dies: the tiny random LM never stops
+    early, and a beam step every 10 tokens calls the LM, the codec and a verifier in turn."""
+    return SynthesisOptions(strategy="beam", n=4, beam_width=2, step_tokens=10, max_speech_tokens=args.long_tokens,
+                            process_verifiers={"speaker": 1.0}, seed=rng.randrange(1 << 30),
+                            timeout_seconds=args.request_timeout)
+
+
+def soak(address: str, args, node_faults=None, long_at: tuple[float, ...] = ()) -> dict:
+    """Open-loop load (and the long searches at `long_at` seconds); `node_faults` are (due s,
+    fire) where fire() says what it did, or None for "not yet" (asked again on the next tick)."""
     rng = random.Random(args.seed)
     client = TTSClient(address, api_key=args.api_key)
     pool = concurrent.futures.ThreadPoolExecutor(args.max_in_flight)
-    futures: list[concurrent.futures.Future] = []
+    futures: list[tuple[concurrent.futures.Future, float, str]] = []  # (answer, sent at s, kind)
     faults: list[str] = []
+    fault_times: list[float] = []
     latencies: list[float] = []
+    hints: list[str] = []  # UNAVAILABLE answers: when, and what they said
     lock = threading.Lock()
 
-    def one(i: int, options: SynthesisOptions) -> str:
+    def one(text: str, options: SynthesisOptions) -> str:
         started = time.monotonic()
         try:
-            response = client.synthesize(TEXTS[i % len(TEXTS)], options)
+            response = client.synthesize(text, options)
         except TTSError as err:
-            hint = " (says retry)" if "retry" in (err.details or "").lower() else ""
-            return err.code.name + (hint if err.code.name == "UNAVAILABLE" else "")
+            if err.code.name != "UNAVAILABLE":
+                return err.code.name
+            with lock:
+                hints.append(f"answered {time.monotonic() - soak_started:.1f} s in: {err.details or ''}")
+            return "UNAVAILABLE" + (" (says retry)" if "retry" in (err.details or "").lower() else " (no retry hint)")
         with lock:
             latencies.append(time.monotonic() - started)
         return "OK" + ("(partial verifiers)" if response.verifiers_failed else "")
 
-    started = time.monotonic()
+    started = soak_started = time.monotonic()
     next_fault = started + args.fault_every if args.fault_every > 0 else float("inf")
     next_report = started + 30
+    long_due = sorted(long_at)
     sent = 0
     while (now := time.monotonic()) < started + args.duration:
         due = started + sent / args.rate
         if now >= due:
-            futures.append(pool.submit(one, sent, request_mix(rng, args.request_timeout)))
+            futures.append((pool.submit(one, TEXTS[sent % len(TEXTS)], request_mix(rng, args.request_timeout)),
+                            now - started, "load"))
+            sent += 1
+        while long_due and now - started >= long_due[0]:
+            long_due.pop(0)
+            futures.append((pool.submit(one, LONG_TEXT, long_search(rng, args)), now - started, "long"))
             sent += 1
         if now >= next_fault:
             faults.append(f"{now - started:6.1f} s  killed {kill_random_replica(rng, tuple(args.victims))}")
             print(faults[-1], flush=True)
             next_fault += args.fault_every
         while node_faults and now - started >= node_faults[0][0]:
-            faults.append(f"{now - started:6.1f} s  {node_faults.pop(0)[1]()}")
+            said = node_faults[0][1]()
+            if said is None:
+                break
+            node_faults.pop(0)
+            fault_times.append(now - started)
+            faults.append(f"{now - started:6.1f} s  {said}")
             print(faults[-1], flush=True)
         if now >= next_report:
-            done = sum(f.done() for f in futures)
+            done = sum(f.done() for f, _, _ in futures)
             print(f"{now - started:6.1f} s  sent {sent}, answered {done}, in flight {sent - done}", flush=True)
             next_report += 30
         time.sleep(min(0.05, max(0.0, min(due, next_fault) - time.monotonic())))
-    concurrent.futures.wait(futures, timeout=args.request_timeout + args.grace)
-    outcome = collections.Counter(f.result() for f in futures if f.done())
-    lost = sum(not f.done() for f in futures)
-    for f in futures:
+    concurrent.futures.wait([f for f, _, _ in futures], timeout=args.request_timeout + args.grace)
+    answers = [(f.result() if f.done() else "lost (no answer)", at, kind) for f, at, kind in futures]
+    outcome = collections.Counter(answer for answer, _, _ in answers if not answer.startswith("lost"))
+    phases: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    names = ["before the node died", "node down", "after the node returned"]
+    for answer, at, kind in answers:
+        phase = names[sum(at >= t for t in fault_times)] if fault_times else "all"
+        phases[phase][answer + (" [long]" if kind == "long" else "")] += 1
+    lost = sum(not f.done() for f, _, _ in futures)
+    for f, _, _ in futures:
         f.cancel()
     pool.shutdown(wait=False, cancel_futures=True)
     client.close()
     return {"sent": sent, "outcome": outcome, "lost": lost, "faults": faults, "latencies": latencies,
-            "seconds": time.monotonic() - started}
+            "seconds": time.monotonic() - started, "phases": dict(phases), "hints": hints}
 
 
 def wait_running(deployments: list[dict], timeout: float = 300) -> None:
@@ -155,7 +226,7 @@ def wait_running(deployments: list[dict], timeout: float = 300) -> None:
         if app and all(app.deployments[d["name"]].replica_states.get("RUNNING", 0) >= d.get("num_replicas", 1)
                        for d in deployments if d["name"] in app.deployments):
             return
-        time.sleep(2)
+        time.sleep(1)
     raise TimeoutError("the deployments did not reach their replica counts")
 
 
@@ -175,6 +246,8 @@ def main() -> int:
     parser.add_argument("--two-node", action="store_true", help="a head and a worker node on this machine (above)")
     parser.add_argument("--node-down-at", type=float, default=40, help="--two-node: seconds in, the worker node dies")
     parser.add_argument("--node-up-at", type=float, default=90, help="--two-node: seconds in, a new node joins")
+    parser.add_argument("--long-searches", type=int, default=3, help="--two-node: long searches before the loss")
+    parser.add_argument("--long-tokens", type=int, default=1000, help="--two-node: speech tokens of each")
     args = parser.parse_args()
 
     import ray
@@ -193,21 +266,46 @@ def main() -> int:
             from ray.cluster_utils import Cluster
 
             for deployment in config["applications"][0]["deployments"]:
-                if deployment["name"] not in ("TTSIngress", "SearchOrchestrator"):
-                    deployment.pop("autoscaling_config", None)
-                    deployment["num_replicas"] = 2
+                options = deployment.setdefault("ray_actor_options", {})
+                if deployment["name"] in ("TTSIngress", "SearchOrchestrator"):
+                    options["resources"] = {HEAD: 0.01}
+                    continue
+                deployment.pop("autoscaling_config", None)
+                deployment["num_replicas"] = 2
+                if deployment["name"] == "LMSampler":
+                    options["resources"] = {LM_SLOT: 1}
             (work / "serve_config.yaml").write_text(yaml.safe_dump(config))
-            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-            worker = [cluster.add_node(num_cpus=2)]
+            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False,
+                                                                   "resources": {LM_SLOT: 1, HEAD: 1}})
+            worker = [cluster.add_node(num_cpus=2, resources={LM_SLOT: 1})]
             gcs_address = cluster.address
             ray.init(address=gcs_address, namespace="serve", log_to_driver=False, configure_logging=False)
+            down = {"give_up": None, "probed": 0.0}
+            recovery: dict[str, float] = {}
 
-            def node_down() -> str:
+            def node_down() -> str | None:
+                """Once the worker's LM replica holds a live session (probed twice a second, for at
+                most 30 s): the node dies."""
+                now = time.monotonic()
+                down["give_up"] = down["give_up"] or now + 30
+                if now - down["probed"] < 0.5:
+                    return None
+                down["probed"] = now
+                sessions = (lm_counters_on(worker[0].node_id) or {}).get("sessions", 0)
+                if sessions == 0 and now < down["give_up"]:
+                    return None
                 cluster.remove_node(worker.pop(), allow_graceful=False)
-                return "worker node killed (raylet and every replica on it)"
+                return (f"worker node killed (raylet and every replica on it); its LM replica held {sessions} "
+                        "live search sessions")
+
+            def time_recovery(joined: float) -> None:
+                wait_running(list(config["applications"][0]["deployments"]))
+                recovery["seconds"] = time.monotonic() - joined
 
             def node_up() -> str:
-                worker.append(cluster.add_node(num_cpus=2))
+                joined = time.monotonic()
+                worker.append(cluster.add_node(num_cpus=2, resources={LM_SLOT: 1}))
+                threading.Thread(target=time_recovery, args=(joined,), daemon=True).start()
                 return "a new worker node joined"
         else:
             gcs_address = ray.init(num_cpus=4, include_dashboard=False, namespace="serve", log_to_driver=False,
@@ -218,15 +316,20 @@ def main() -> int:
         print(f"service log: {work / 'serve.log'}", flush=True)
     try:
         wait_until_up(address, process)
-        node_faults = None
+        node_faults, long_at = None, ()
         if args.two_node:
             wait_running(list(config["applications"][0]["deployments"]))
-            print("replicas per node:", {d: dict(c) for d, c in placement().items()}, flush=True)
+            print("replicas per node:", {d: dict(c) for d, c in placement().items()},
+                  f"(worker {worker[0].node_id[:8]})", flush=True)
             node_faults = [(args.node_down_at, node_down), (args.node_up_at, node_up)]
-        result = soak(address, args, node_faults)
+            long_at = tuple(args.node_down_at - 2 + 2 * k for k in range(args.long_searches))
+        result = soak(address, args, node_faults, long_at)
         if args.two_node:
             wait_running(list(config["applications"][0]["deployments"]))
-            print("replicas per node at the end:", {d: dict(c) for d, c in placement().items()}, flush=True)
+            print("replicas per node at the end:", {d: dict(c) for d, c in placement().items()},
+                  f"(new worker {worker[0].node_id[:8]})" if worker else "", flush=True)
+            result["new_lm_calls"] = (lm_counters_on(worker[0].node_id) or {}).get("calls", 0) if worker else 0
+            result["recovery_seconds"] = recovery.get("seconds")
     finally:
         if process is not None:
             from ray import serve
@@ -239,8 +342,10 @@ def main() -> int:
 
     outcome, latencies = result["outcome"], result["latencies"]
     answered = sum(outcome.values())
-    print(f"\nsoak: {args.duration:.0f} s at {args.rate} req/s, a replica of {', '.join(args.victims)} killed every "
-          f"{args.fault_every:g} s, {len(result['faults'])} faults, {os.cpu_count()} CPU cores"
+    kills = (f"a replica of {', '.join(args.victims)} killed every {args.fault_every:g} s" if args.fault_every > 0
+             else "no replica kills")
+    print(f"\nsoak: {args.duration:.0f} s at {args.rate} req/s, {kills}, {len(result['faults'])} faults, "
+          f"{os.cpu_count()} CPU cores"
           + (f", two nodes (worker down at {args.node_down_at:g} s, back at {args.node_up_at:g} s)"
              if args.two_node else ""))
     print(f"  requests sent        {result['sent']}")
@@ -248,11 +353,21 @@ def main() -> int:
     for status, count in sorted(outcome.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"    {status:26s} {count}")
     print(f"  lost (no answer)     {result['lost']}")
+    for phase, counts in result["phases"].items() if args.two_node else ():
+        print(f"  {phase}: " + ", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
+    if result["hints"]:
+        print(f"  an UNAVAILABLE message: {result['hints'][0][:300]}")
+    if args.two_node:
+        seconds = result.get("recovery_seconds")
+        print(f"  recovery: every stage at its replica count {seconds:.1f} s after the node joined; "
+              if seconds is not None else "  recovery: not timed; ", end="")
+        print(f"the new node's LM replica served {result.get('new_lm_calls', 0)} generate calls")
     if latencies:
         q = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else latencies * 19
         print(f"  OK latency s         median {statistics.median(latencies):.2f}, p95 {q[18]:.2f}, "
               f"max {max(latencies):.2f}")
-    return 0 if result["lost"] == 0 else 1
+    undocumented = [status for status in outcome if status.split()[0].split("(")[0] in ("INTERNAL", "UNKNOWN")]
+    return 0 if result["lost"] == 0 and not undocumented else 1
 
 
 if __name__ == "__main__":
