@@ -99,7 +99,8 @@ def main() -> None:
 
     local_s, served_s = statistics.median(local), statistics.median(served)
     print(f"beam n={N} M={WIDTH}, {TOKENS} speech tokens in steps of {STEP}, speaker verifier, reference voice;")
-    print(f"tiny random checkpoints, serve_config.yaml (1 replica per stage), {os.cpu_count()} CPU cores")
+    print(f"tiny random checkpoints, serve_config.yaml (1 replica per stage to start; codec and verifiers "
+          f"autoscale to 2), {os.cpu_count()} CPU cores")
     print(f"{'latency, median of ' + str(args.repeats):32s}{'seconds':>10s}")
     print(f"{'  in process':32s}{local_s:10.2f}")
     print(f"{'  through Serve (gRPC)':32s}{served_s:10.2f}")
