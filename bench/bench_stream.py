@@ -34,7 +34,7 @@ from serve_support import committed_service  # noqa: E402
 
 from llasa_client import SynthesisOptions, TTSClient  # noqa: E402
 
-SETTINGS = {"n1": dict(n=1), "beam_8x2": dict(strategy="beam", n=8, beam_width=2),  # the default step, 25
+SETTINGS = {"n1": dict(n=1), "beam_8x2": dict(strategy="beam", n=8, beam_width=2),  # stream_step_tokens, 25
             "beam_8x2_step50": dict(strategy="beam", n=8, beam_width=2, step_tokens=50)}
 
 

@@ -134,6 +134,9 @@ class Defaults(_Args):
     n: int = Field(1, ge=1)
     beam_width: int = Field(1, ge=1)
     step_tokens: int = Field(50, ge=1)
+    stream_step_tokens: int | None = Field(None, ge=1, description="a streamed request that sets no step_tokens "
+                                           "gets this: a smaller step commits a tree search's audio sooner, at more "
+                                           "codec and verifier calls (None: step_tokens)")
     prm_steps: int = Field(2, ge=1)
     aggregation: Aggregation = "last"
     max_speech_tokens: int = Field(500, ge=1)

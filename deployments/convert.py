@@ -69,13 +69,15 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
                            f"tokens is over this server's limit max_search_tokens = {limits.max_search_tokens}: "
                            "lower n or max_speech_tokens")
     step_tokens = _opt(search, "step_tokens", defaults.step_tokens)
+    stream_step_tokens = None if search.HasField("step_tokens") else defaults.stream_step_tokens
     prm_steps = _opt(search, "prm_steps", defaults.prm_steps)
     if step_tokens < 1:
         raise RequestError(f"step_tokens = {step_tokens} must be at least 1")
-    steps = -(-max_speech_tokens // step_tokens)
+    smallest_step = min(step_tokens, stream_step_tokens or step_tokens)  # a stream may step by the smaller
+    steps = -(-max_speech_tokens // smallest_step)
     strategy = STRATEGY_FROM_PROTO.get(search.strategy, defaults.strategy)
     if strategy != "best_of_n" and steps > limits.max_steps:
-        raise RequestError(f"max_speech_tokens / step_tokens = {max_speech_tokens} / {step_tokens} makes {steps} "
+        raise RequestError(f"max_speech_tokens / step_tokens = {max_speech_tokens} / {smallest_step} makes {steps} "
                            f"search steps, over this server's limit max_steps = {limits.max_steps}: "
                            "raise step_tokens or lower max_speech_tokens")
     if strategy == "prm_orm" and prm_steps > limits.max_steps:
@@ -163,6 +165,7 @@ def parse_request(request: pb.SynthesizeRequest, args: LlasaAppArgs) -> Synthesi
         language=language, reference_audio=reference_audio, reference_text=reference_text,
         deadline=time.time() + timeout, word_timestamps=request.word_timestamps, judge=request.judge,
         text_has_tags=request.text_has_tags, speech_tokens_asked=search.HasField("max_speech_tokens"),
+        stream_step_tokens=stream_step_tokens,
     )
 
 

@@ -141,6 +141,7 @@ class SynthesisJob:
     judge: bool = False  # score the chosen audio with the server's judge
     text_has_tags: bool = False  # the text marks non-speech tags ([laughs]) that ASR must not expect
     speech_tokens_asked: bool = False  # config.max_new_tokens is the request's own cap, not the default
+    stream_step_tokens: int | None = None  # the step if the job streams audio (the request set none)
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,8 @@ class SearchOrchestrator:
         is fixed), then the SynthesisOutcome."""
         events: asyncio.Queue = asyncio.Queue()
         on_audio = None
+        if audio and job.stream_step_tokens:
+            job = dataclasses.replace(job, config=job.config.model_copy(update={"step_tokens": job.stream_step_tokens}))
         if audio:
             position = [0]
 

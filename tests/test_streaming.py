@@ -134,6 +134,24 @@ def test_service_streams_audio_chunks_that_join_into_the_result(service, strateg
     assert first < result.timings.total_seconds
 
 
+def test_a_stream_that_sets_no_step_takes_the_stream_step(service):
+    """serve_config.yaml: step_tokens 50, stream_step_tokens 25. A beam streamed without a step of its
+    own steps by 25 (a tree commits audio sooner); the same request answered at once, or a stream
+    that names its step, keeps that step (the tiny random LM never stops early: a beam of 100 tokens
+    selects after every step but the last, 100 / step - 1 times)."""
+    from llasa_client import SynthesisOptions, TTSClient
+
+    defaults = service.config["applications"][0]["args"]["defaults"]
+    assert (defaults["step_tokens"], defaults["stream_step_tokens"]) == (50, 25)
+    options = dict(strategy="beam", n=2, beam_width=2, max_speech_tokens=100, seed=3,
+                   process_verifiers={"speaker": 1.0})
+    with TTSClient(service.address) as client:
+        plain = client.synthesize("Step by step.", SynthesisOptions(**options))
+        named = [e for e in client.synthesize_stream("Step by step.", SynthesisOptions(step_tokens=50, **options))]
+    streamed = stream_events(service, "Step by step.", SynthesisOptions(**options))
+    assert (plain.account.steps, named[-1].result.account.steps, streamed[-1].result.account.steps) == (1, 1, 3)
+
+
 def test_cancelling_after_the_first_audio_stops_all_stage_work(service):
     """The client drops the stream once audio flows; every stage stops (counters as in
     tests/test_reliability.py)."""
