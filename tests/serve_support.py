@@ -102,11 +102,13 @@ def start_serve_run(config_path: Path, log_path: Path, env: dict) -> subprocess.
 
 
 def stop_serve_run(process: subprocess.Popen) -> None:
-    """Ctrl-C, as a user stops it; then harder if it lingers."""
+    """Ctrl-C, as a terminal sends it: to the whole process group (`serve run` and the local Ray
+    cluster it started); then harder if it lingers."""
     for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 20), (signal.SIGKILL, 10)):
         if process.poll() is not None:
             return
-        process.send_signal(sig)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
         try:
             process.wait(wait)
         except subprocess.TimeoutExpired:

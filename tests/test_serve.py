@@ -82,7 +82,8 @@ def test_readme_command_starts_the_service_that_speaks_and_stops_on_ctrl_c(tmp_p
         times = [t for w in response.words for t in (w.start_seconds, w.end_seconds)]
         assert times == sorted(times) and 0 <= times[0] and times[-1] <= response.audio_seconds + 0.05
     stopped = service.stop_seconds
-    # Measured here: 8.8 s from Ctrl-C to exit with the other core busy (README: within 10 s).
+    print(f"Ctrl-C to exit: {stopped:.1f} s")
+    # Measured here: 9.4-9.8 s from Ctrl-C to exit (README: within 10 s); once, in a CI run, over 60 s.
     assert stopped < 30, f"`serve run` took {stopped:.0f} s to stop after Ctrl-C"
 
 
