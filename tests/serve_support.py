@@ -94,10 +94,18 @@ def wait_until_running(app: str, timeout: float = 300) -> None:
     raise TimeoutError(f"the application {app!r} was not RUNNING within {timeout} s")
 
 
+def _as_from_a_terminal() -> None:
+    """In the child, before exec: Ctrl-C delivered and handled as in a shell. A child inherits its
+    parent's blocked and ignored signals, and libraries in the test process (a Ray driver) may block
+    SIGINT: then `serve run` never sees Ctrl-C (two CI runs: SIGTERM after 60 s)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_serve_run(config_path: Path, log_path: Path, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
         [SERVE, "run", str(config_path)], cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_as_from_a_terminal,
     )
 
 
