@@ -38,13 +38,18 @@ APPLICATION = "llasa"
 TEXTS = [t for t in (ROOT / "bench" / "sentences.txt").read_text().splitlines() if t.strip()]
 
 
-def replicas() -> dict[str, int]:
+def replicas() -> tuple[dict[str, int], dict[str, int]]:
+    """Per deployment: the RUNNING replicas, and those the autoscaler has asked for (STARTING too:
+    a replica loading its model on busy cores is already the controller's decision)."""
     from ray import serve
 
     status = serve.status().applications.get(APPLICATION)
     if status is None:
-        return {}
-    return {name: int(d.replica_states.get("RUNNING", 0)) for name, d in status.deployments.items()}
+        return {}, {}
+    running = {name: int(d.replica_states.get("RUNNING", 0)) for name, d in status.deployments.items()}
+    wanted = {name: sum(int(d.replica_states.get(state, 0)) for state in ("STARTING", "RUNNING"))
+              for name, d in status.deployments.items()}
+    return running, wanted
 
 
 def ongoing_requests(controller, deployments: list[str]) -> dict[str, float]:
@@ -59,8 +64,8 @@ def ongoing_requests(controller, deployments: list[str]) -> dict[str, float]:
 
 
 class Recorder(threading.Thread):
-    """Samples (seconds since start, load on, RUNNING replicas per deployment, the autoscaled
-    deployments' ongoing requests) every `poll` s."""
+    """Samples (seconds since start, load on, RUNNING and STARTING + RUNNING replicas per
+    deployment, the autoscaled deployments' ongoing requests) every `poll` s."""
 
     def __init__(self, start: float, poll: float, autoscaled: list[str]):
         import ray
@@ -74,8 +79,9 @@ class Recorder(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            self.samples.append({"t": time.monotonic() - self.start_time, "load": self.load_on,
-                                 "replicas": replicas(), "ongoing": ongoing_requests(self.controller, self.autoscaled)})
+            running, wanted = replicas()
+            self.samples.append({"t": time.monotonic() - self.start_time, "load": self.load_on, "replicas": running,
+                                 "wanted": wanted, "ongoing": ongoing_requests(self.controller, self.autoscaled)})
             self.stopped.wait(self.poll)
 
 
@@ -111,9 +117,9 @@ def drive_load(client: TTSClient, options: SynthesisOptions, concurrency: int, s
     return requests
 
 
-def first_time(samples: list[dict], after: float, deployment: str, test) -> float | None:
-    """The first sample time at or after `after` whose replica count passes `test`."""
-    return next((s["t"] for s in samples if s["t"] >= after and test(s["replicas"].get(deployment, 0))), None)
+def first_time(samples: list[dict], after: float, deployment: str, test, key: str = "replicas") -> float | None:
+    """The first sample time at or after `after` whose replica count (`key`) passes `test`."""
+    return next((s["t"] for s in samples if s["t"] >= after and test(s[key].get(deployment, 0))), None)
 
 
 def plot(report: dict, path: Path) -> None:
@@ -135,7 +141,7 @@ def plot(report: dict, path: Path) -> None:
         up = report["load_started_s"] + report["asr_scaled_up_after_s"]
         top.annotate(f" +{report['asr_scaled_up_after_s']:.0f} s after the load started", (up, 2.12), color="C0")
     if report["asr_scaled_down_after_s"] is not None:
-        down = report["load_ended_s"] + report["asr_scaled_down_after_s"]
+        down = max(report["load_ended_s"], up) + report["asr_scaled_down_after_s"]
         top.annotate(f"+{report['asr_scaled_down_after_s']:.0f} s after it ended ", (down, 2.12), ha="right",
                      color="C0")
     top.set_ylabel("RUNNING replicas")
@@ -204,8 +210,9 @@ def main() -> None:
                 deadline = time.monotonic() + args.cooldown_seconds
                 while time.monotonic() < deadline:
                     time.sleep(args.poll)
-                    current = recorder.samples[-1]["replicas"]
-                    if all(current.get(name, 0) == low for name, low in minimum.items()):
+                    current = recorder.samples[-1]  # none STARTING either: a late scale-up is seen through
+                    if all(current["replicas"].get(name, 0) == current["wanted"].get(name, 0) == low
+                           for name, low in minimum.items()):
                         break
                 time.sleep(2 * args.poll)
                 recorder.stopped.set()
@@ -214,15 +221,20 @@ def main() -> None:
         ray.shutdown()
     samples = recorder.samples
     ok = [r for r in requests if r["status"] == "OK"]
+    decided = first_time(samples, load_started, "Verifier-asr", lambda r: r > 1, key="wanted")
     up = first_time(samples, load_started, "Verifier-asr", lambda r: r > 1)
     # back to one replica after the load (and after the scale-up, had that come later)
-    down = None if up is None else first_time(samples, max(load_ended, up), "Verifier-asr", lambda r: r == 1)
+    down_from = None if up is None else max(load_ended, up)
+    down = None if up is None else first_time(samples, down_from, "Verifier-asr", lambda r: r == 1)
     report = {
         "cpu_cores": os.cpu_count(), "concurrency": args.concurrency, "n": args.n, "beam_width": args.beam_width,
         "max_speech_tokens": args.max_speech_tokens, "autoscaling": bounds,
         "load_started_s": load_started, "load_ended_s": load_ended,
-        "asr_scaled_up_after_s": None if up is None else up - load_started,  # after the load started
-        "asr_scaled_down_after_s": None if down is None else down - load_ended,  # after the load ended
+        # after the load started: the second replica asked for (STARTING), then RUNNING
+        "asr_scale_up_decided_after_s": None if decided is None else decided - load_started,
+        "asr_scaled_up_after_s": None if up is None else up - load_started,
+        # after the load ended, or after the scale-up where that came later
+        "asr_scaled_down_after_s": None if down is None else down - down_from,
         "max_replicas_seen": {name: max(s["replicas"].get(name, 0) for s in samples)
                               for name in samples[0]["replicas"]},
         "min_replicas_seen": {name: min(s["replicas"].get(name, 0) for s in samples)
