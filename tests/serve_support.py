@@ -52,7 +52,11 @@ def test_config(base: dict, grpc_port: int, http_port: int, keys_file: Path | No
     args["lm"]["model"] = args["codec"]["model"] = "tiny-random"
     if keys_file is not None:
         args["auth"] = {"api_keys_file": str(keys_file)}
-    args["resilience"] = {"stage_retries": 2, "retry_backoff_s": 0.2, "stage_timeout_s": 10}
+    # A stage with no running replica fails a call after stage_timeout_s, three times at most: so a
+    # killed codec's replacement must be up within about 3 x stage_timeout_s. It took over 30 s in a
+    # CI run beside two CPU-bound jobs (load 8-10 on 2 cores), so 20 s, not the 60 s of the config
+    # (a verifier kept down fails its strict request after about a minute, not three).
+    args["resilience"] = {"stage_retries": 2, "retry_backoff_s": 0.2, "stage_timeout_s": 20}
     args["limits"].update(max_search_tokens=8000, max_verifiers=2)  # low enough to reach in a test
     args["verifiers"].append({"name": "judge", "kind": "asr", "backend": "pocketsphinx"})  # small, independent
     args["judge"] = "judge"
