@@ -11,7 +11,7 @@ that a few iterations settle.
 Spaces, stress and length marks and punctuation may take no frames (a space between words is
 usually silent for zero frames, a full stop for many); every other symbol takes at least one.
 Silence before and after the text is a symbol of its own. The frames are the code shards' codes
-read as their codec centroids (log-mel), so alignment needs no audio (`ShardAligner`);
+read as their mean log-mel frames (`code_mels` of the codec), so alignment needs no audio (`ShardAligner`);
 demo.train_lm runs it on each new shard as it loads it.
 """
 
@@ -110,8 +110,8 @@ class ShardAligner:
     atomically: `<folder>/<shard>.npz` with `positions` (the text token of every frame).
     """
 
-    def __init__(self, folder: Path, centroids: np.ndarray, tokenizer, fit_shards: int = 40, iterations: int = 10):
-        self.folder, self.centroids, self.tokenizer = folder, centroids, tokenizer
+    def __init__(self, folder: Path, code_mels: np.ndarray, tokenizer, fit_shards: int = 40, iterations: int = 10):
+        self.folder, self.code_mels, self.tokenizer = folder, code_mels, tokenizer
         self.fit_shards, self.iterations = fit_shards, iterations
 
     def units(self, phonemes: str) -> tuple[list, np.ndarray]:
@@ -122,7 +122,7 @@ class ShardAligner:
     def frames(self, shard) -> tuple[list[np.ndarray], list[str]]:
         from demo.data import per_utterance
 
-        return per_utterance(self.centroids[shard["codes"].astype(np.int64)], shard["lengths"]), [str(v) for v in shard["voices"]]
+        return per_utterance(self.code_mels[shard["codes"].astype(np.int64)], shard["lengths"]), [str(v) for v in shard["voices"]]
 
     def update(self, shard_paths: list[Path], log=print) -> None:
         """Align every shard that has no alignment yet (fitting the model first if there is none)."""

@@ -89,10 +89,10 @@ def main() -> None:
 
     codec_path = Path(args.codec or Path(args.data) / "codec")
     if codec_path.exists():
-        from llasa_core.demo_codec import DemoMelCodec
+        from llasa_core.codec import load_codec
         from verifiers.asr import FasterWhisperTranscriber, error_rate
 
-        codec = DemoMelCodec(str(codec_path))
+        codec = load_codec(str(codec_path))
         coded_audio = {name: codec.decode([codec.encode(a) for a in audios[name]]) for name in raw}
         coded = {name: embedder.embed(a) for name, a in coded_audio.items()}
         report["codec"] = str(codec_path)

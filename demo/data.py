@@ -8,14 +8,13 @@ and turned into one of `demo.voices.VOICES` by WORLD resynthesis, then encoded b
 codec into uint16 codes. About 10 MB for 20 hours (codes and texts, compressed), so
 `<out>/codes` is committed and retraining needs no synthesis.
 
-The codec is trained here, on the first CODEC_SHARDS shards, whose 16-bit audio is kept under
-`<cache>/v2/audio` (not committed): the embedded codec learnt Joe's voice only, and measured
-through it the other voices come out nearer Joe than themselves (models/llasa-demo/README.md),
-so it cannot carry a voice to clone. Every shard's float32 log-mel frames are kept too, under
-`<cache>/v2/mels` (about 1.2 GB for 20 h, not committed), so another mel codebook re-codes the
-data without synthesis. Stages, each skipped when its output exists:
-1. audio of the codec shards; 2. the codec (`<out>/codec`, k-means on their log-mel frames, each
-code's mean magnitude spectrum as its decoder); 3. the code shards.
+The codec is trained here (demo.train_codec), on the first CODEC_SHARDS shards, whose 16-bit
+audio is kept under `<cache>/v2/audio` (not committed): the embedded codec learnt Joe's voice
+only, and measured through it the other voices come out nearer Joe than themselves
+(models/llasa-demo/README.md), so it cannot carry a voice to clone. Every shard's float32 log-mel
+frames are kept too, under `<cache>/v2/mels` (about 1.2 GB for 20 h, not committed), so another
+codec of the same frames re-codes the data without synthesis. Stages, each skipped when its
+output exists: 1. audio of the codec shards; 2. the codec (`<out>/codec`); 3. the code shards.
 
 Deterministic: sentences, voices and scales are seeded per shard, and piper's noise comes from
 onnxruntime's generator, seeded per shard by loading the voice afresh. Every file is written
@@ -35,14 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from demo.sentences import MixedSentenceMaker
+from demo.train_codec import train_codec
 from demo.voices import VOICES, transform
 from llasa_core.audio import to_mono_16k
-from llasa_core.demo_codec import DemoMelCodec, log_mel, magnitudes, mel_filterbank, nearest, peak_normalise, save_codec
+from llasa_core.demo_codec import DemoFSQCodec, peak_normalise
 
 SHARD_SIZE = 100
-CODEC_SHARDS = 8
+CODEC_SHARDS = 32  # about 2.6 h of speech to train the codec on (the last shard held out)
 MAX_SECONDS = 12.0
-CODEBOOK = 4096
 
 
 def per_utterance(frames: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
@@ -114,56 +113,9 @@ def load_audio_shard(path: Path) -> dict:
     return items
 
 
-def codec_id(codec: DemoMelCodec) -> str:
-    return hashlib.sha1(codec.centroids.tobytes()).hexdigest()[:12]
-
-
-def kmeans_plus_plus(frames: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: each next centre drawn with probability proportional to its squared
-    distance from the nearest centre so far (random frames as seeds can start two centres in one
-    cluster and never leave)."""
-    centres = [frames[rng.integers(len(frames))]]
-    closest = ((frames - centres[0]) ** 2).sum(1)
-    for _ in range(k - 1):
-        centres.append(frames[rng.choice(len(frames), p=closest / closest.sum())])
-        closest = np.minimum(closest, ((frames - centres[-1]) ** 2).sum(1))
-    return np.stack(centres)
-
-
-def kmeans(frames: np.ndarray, k: int, iterations: int, seed: int = 0, log=print) -> np.ndarray:
-    """Lloyd's k-means from k-means++ seeds (on at most 20,000 frames); empty codes are re-seeded
-    on random frames."""
-    rng = np.random.default_rng(seed)
-    sample = frames[rng.choice(len(frames), min(len(frames), 20_000), replace=False)]
-    centroids = kmeans_plus_plus(sample.astype(np.float64), k, rng).astype(np.float32)
-    for step in range(iterations):
-        assign = np.concatenate([nearest(chunk, centroids) for chunk in np.array_split(frames, max(1, len(frames) // 20_000))])
-        counts = np.bincount(assign, minlength=k)
-        sums = np.zeros_like(centroids, dtype=np.float64)
-        np.add.at(sums, assign, frames)
-        empty = counts == 0
-        centroids = np.where(empty[:, None], frames[rng.integers(len(frames), size=k)],
-                             sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
-        log(f"k-means step {step}: {int(empty.sum())} empty codes")
-    return centroids
-
-
-def train_codec(audio_shards: list[Path], out: Path, codes: int, iterations: int) -> None:
-    """k-means codebook on the log-mel frames of the codec shards; each code decodes to the mean
-    magnitude spectrum of its frames (the embedded codec's choice: 0.085 round-trip WER)."""
-    filters = mel_filterbank()
-    audios = [a for path in audio_shards for a in load_audio_shard(path)["audio"]]
-    mags = [magnitudes(a) for a in audios]
-    frames = np.concatenate([log_mel(m, filters) for m in mags])
-    print(f"codec: {len(frames)} frames from {len(audios)} utterances", flush=True)
-    centroids = kmeans(frames, codes, iterations)
-    assign = np.concatenate([nearest(chunk, centroids) for chunk in np.array_split(frames, max(1, len(frames) // 20_000))])
-    sums = np.zeros((codes, mags[0].shape[1]))
-    np.add.at(sums, assign, np.concatenate(mags))
-    spectra = sums / np.maximum(np.bincount(assign, minlength=codes), 1)[:, None]
-    tmp = out.with_name(out.name + ".tmp")
-    save_codec(tmp, filters, centroids, spectra.astype(np.float32))
-    tmp.rename(out)
+def codec_id(codec: DemoFSQCodec) -> str:
+    """Names the codec a shard was coded by (its code_mels differ with any retraining)."""
+    return hashlib.sha1(codec.code_mels.tobytes()).hexdigest()[:12]
 
 
 def load_mel_shard(path: Path) -> tuple[dict, list[np.ndarray]]:
@@ -171,9 +123,9 @@ def load_mel_shard(path: Path) -> tuple[dict, list[np.ndarray]]:
     return {key: shard[key] for key in ("texts", "phonemes", "kinds", "voices", "scales")}, per_utterance(shard["mels"], shard["lengths"])
 
 
-def encode(meta: dict, mels: list[np.ndarray], codec: DemoMelCodec) -> dict:
-    """A code shard: exactly codec.encode's codes (nearest centroid of each log-mel frame)."""
-    codes = [nearest(m, codec.centroids).astype(np.uint16) for m in mels]
+def encode(meta: dict, mels: list[np.ndarray], codec: DemoFSQCodec) -> dict:
+    """A code shard: exactly codec.encode's codes."""
+    codes = [codec.encode_features(m).astype(np.uint16) for m in mels]
     return {**meta, "codes": np.concatenate(codes), "lengths": np.array([len(c) for c in codes]),
             "codec": np.array(codec_id(codec))}
 
@@ -183,8 +135,8 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=260, help=f"{SHARD_SIZE} items each, about 5 min of speech")
     parser.add_argument("--out", default="demo/data", help="codec and code shards (committed)")
     parser.add_argument("--cache", default=".cache/demo", help="audio of the codec shards (not committed)")
-    parser.add_argument("--codes", type=int, default=CODEBOOK)
-    parser.add_argument("--kmeans-iterations", type=int, default=20)
+    parser.add_argument("--levels", default="8,8,8,8", help="the codec's FSQ levels; their product is the number of codes")
+    parser.add_argument("--codec-steps", type=int, default=2500)
     args = parser.parse_args()
     from llasa_core.frontend import espeak_phonemes
 
@@ -203,8 +155,8 @@ def main() -> None:
                 save_npz(path, **metadata(items), **audio_arrays(items))
                 seconds += sum(map(len, items["audio"])) / 16_000
                 print(f"audio shard {index}: {seconds / 3600:.2f} h of speech in {time.time() - started:.0f} s", flush=True)
-        train_codec(audio_shards, codec_path, args.codes, args.kmeans_iterations)
-    codec = DemoMelCodec(str(codec_path))
+        train_codec(audio_shards, codec_path, tuple(int(v) for v in args.levels.split(",")), args.codec_steps)
+    codec = DemoFSQCodec(str(codec_path))
     print(f"codec {codec_id(codec)} ({codec.codebook_size} codes)", flush=True)
 
     for index in range(args.shards):

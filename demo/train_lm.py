@@ -43,7 +43,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from demo.align import ShardAligner
 from demo.data import codec_id, per_utterance
 from demo.sentences import is_held_out
-from llasa_core.demo_codec import DemoMelCodec
+from llasa_core.demo_codec import DemoFSQCodec
 from llasa_core.prompt import FRONTEND_FILE, TEXT_UNDERSTANDING_END, TEXT_UNDERSTANDING_START, LlasaVocab, build_prompt_ids
 from llasa_core.tiny_checkpoints import build_llasa_tokenizer
 
@@ -69,10 +69,11 @@ class Utterance:
 class Corpus:
     """Code shards -> utterances, split by a hash of the text (held-out voices never get here)."""
 
-    def __init__(self, data: Path, cache: Path, tokenizer, codec: DemoMelCodec):
+    def __init__(self, data: Path, cache: Path, tokenizer, codec: DemoFSQCodec):
         self.data, self.tokenizer, self.codec_id = data, tokenizer, codec_id(codec)
         self.vocab = LlasaVocab.from_tokenizer(tokenizer)
-        self.aligner = ShardAligner(cache / "v2" / "align", codec.centroids, tokenizer)
+        # alignments of one codec's codes: a new codec aligns afresh
+        self.aligner = ShardAligner(cache / "v2" / "align" / codec_id(codec), codec.code_mels, tokenizer)
         self.train: list[Utterance] = []
         self.held_out: list[Utterance] = []
         self.loaded: set[str] = set()
@@ -272,7 +273,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    codec = DemoMelCodec(str(Path(args.data) / "codec"))
+    codec = DemoFSQCodec(str(Path(args.data) / "codec"))
     tokenizer = demo_tokenizer(codec.codebook_size)
     corpus = Corpus(Path(args.data), Path(args.cache), tokenizer, codec)
     corpus.refresh()
@@ -287,6 +288,9 @@ def main() -> None:
     step, best, seconds, last_eval = 0, float("inf"), 0.0, 0.0
     if (out / "state.pt").exists():
         state = torch.load(out / "state.pt", weights_only=False, map_location=args.device)
+        if state.get("codec") != corpus.codec_id:
+            raise SystemExit(f"{out}/state.pt learnt the codes of codec {state.get('codec')}, the data is coded by "
+                             f"{corpus.codec_id}: move it away to train afresh")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, best, seconds, last_eval = state["step"], state["best"], state["seconds"], state["last_eval"]
@@ -348,7 +352,8 @@ def main() -> None:
                         "speech_hours": corpus.frames / 50 / 3600, "codec": corpus.codec_id,
                         **{k: v for k, v in vars(args).items() if k not in ("data", "cache", "out")}})
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                            "best": best, "seconds": seconds, "last_eval": last_eval}, out / "state.tmp.pt")
+                            "best": best, "seconds": seconds, "last_eval": last_eval, "codec": corpus.codec_id},
+                           out / "state.tmp.pt")
                 (out / "state.tmp.pt").rename(out / "state.pt")
                 corpus.refresh()
                 last_checkpoint = time.time()

@@ -152,9 +152,10 @@ CODECS: dict[str, type] = {}  # name -> class(model_path, device) for codecs dec
 
 
 def _register_demo_codec() -> None:
-    from .demo_codec import NAME, DemoMelCodec
+    from .demo_codec import FSQ_NAME, NAME, DemoFSQCodec, DemoMelCodec
 
     CODECS[NAME] = DemoMelCodec
+    CODECS[FSQ_NAME] = DemoFSQCodec
 
 
 _register_demo_codec()

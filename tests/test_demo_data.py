@@ -56,15 +56,22 @@ def test_voices_are_named_uniquely_and_the_held_out_voice_is_not_trained():
     assert HELD_OUT_VOICE.name not in {v.name for v in VOICES}
 
 
-def test_kmeans_finds_separated_clusters():
-    from demo.data import kmeans
+def test_fsq_codes_name_grid_points_and_a_padded_batch_decodes_as_each_alone():
+    import torch
 
-    rng = np.random.default_rng(0)
-    centres = rng.normal(0, 10, (4, 3)).astype(np.float32)
-    frames = np.concatenate([c + rng.normal(0, 0.1, (50, 3)).astype(np.float32) for c in centres])
-    found = kmeans(frames, 4, iterations=10, log=lambda _: None)
-    assert found.dtype == np.float32
-    assert np.abs(np.sort(found[:, 0]) - np.sort(centres[:, 0])).max() < 0.5
+    from llasa_core.demo_codec import MelFSQ
+
+    net = MelFSQ(levels=(4, 3, 2), channels=16).eval()
+    every = torch.arange(24)
+    assert torch.equal(net.codes(net.points(every)), every)  # 4 x 3 x 2 codes, each one grid point
+    mels = torch.randn(2, 30, 80) * 3 - 5
+    with torch.no_grad():
+        points = net.quantise(mels)
+        assert torch.equal(points, points.round()) and points.min() >= 0 and (points <= net.levels - 1).all()
+        mask = torch.tensor([[1] * 20 + [0] * 10, [1] * 30])
+        together = net.decode(net.quantise(mels, mask), mask)[0, :20]
+        alone = net.decode(net.quantise(mels[:1, :20]))[0]
+    assert torch.allclose(together, alone, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +80,8 @@ def small_run(tmp_path_factory):
     import demo.data as data
 
     root = tmp_path_factory.mktemp("demo-data")
-    argv = ["--shards", "3", "--out", str(root / "out"), "--cache", str(root / "cache"), "--codes", "16",
-            "--kmeans-iterations", "3"]
+    argv = ["--shards", "3", "--out", str(root / "out"), "--cache", str(root / "cache"), "--levels", "4,4",
+            "--codec-steps", "10"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(data, "SHARD_SIZE", 3)
         patch.setattr(data, "CODEC_SHARDS", 2)
@@ -85,9 +92,9 @@ def small_run(tmp_path_factory):
 
 def test_code_shards_are_uint16_codes_of_the_data_codec_and_rebuild_identically(small_run):
     root, data = small_run
-    from llasa_core.demo_codec import DemoMelCodec
+    from llasa_core.demo_codec import DemoFSQCodec
 
-    codec = DemoMelCodec(str(root / "out" / "codec"))
+    codec = DemoFSQCodec(str(root / "out" / "codec"))
     shards = sorted((root / "out" / "codes").glob("shard*.npz"))
     assert [p.name for p in shards] == ["shard00000.npz", "shard00001.npz", "shard00002.npz"]
     assert not list((root / "out" / "codes").glob("*.tmp*"))
@@ -119,10 +126,10 @@ def test_training_examples_are_llasa_prompts_with_a_reference_of_the_same_voice(
     root, _ = small_run
     from demo.align import ShardAligner
     from demo.train_lm import IGNORE, Corpus, Utterance, demo_tokenizer
-    from llasa_core.demo_codec import DemoMelCodec
+    from llasa_core.demo_codec import DemoFSQCodec
     from llasa_core.prompt import build_prompt_ids
 
-    codec = DemoMelCodec(str(root / "out" / "codec"))
+    codec = DemoFSQCodec(str(root / "out" / "codec"))
     tokenizer = demo_tokenizer(codec.codebook_size)
     corpus = Corpus(root / "out", root / "cache", tokenizer, codec)
     corpus.refresh(log=lambda _: None)
@@ -169,3 +176,29 @@ def test_training_resumes_from_its_state_and_saves_a_checkpoint_the_service_load
     assert lm.vocab.num_speech_tokens == codec.codebook_size == 16
     ids = lm.prompt_ids("Hello.", "Thank you!", [1, 2, 3])
     assert ids[-3:] == lm.vocab.codes_to_ids([1, 2, 3])
+
+
+def test_the_codec_learns_the_spectra_of_its_speech_and_codes_as_the_shards_say(small_run):
+    root, data = small_run
+    import torch
+
+    from demo.train_codec import held_out_loss, speech, train_codec
+    from llasa_core.demo_codec import DemoFSQCodec, MelFSQ, mel_filterbank
+
+    audio = [root / "cache" / "v2" / "audio" / f"shard{i:05d}.npz" for i in range(2)]
+    codec = DemoFSQCodec(str(root / "out" / "codec"))
+    first = data.load_audio_shard(audio[0])["audio"][0]
+    assert np.array_equal(codec.encode(first), np.load(root / "out" / "codes" / "shard00000.npz")["codes"][:len(codec.encode(first))])
+    wave = codec.decode([codec.encode(first)])[0]
+    assert len(wave) == len(first) // 320 * 320 and np.isfinite(wave).all()
+
+    trained = root / "trained"
+    train_codec(audio, trained, levels=(4, 4), steps=120, channels=32, log=lambda _: None)
+    filters = torch.from_numpy(mel_filterbank())
+    held_out = speech(audio[1:], mel_filters := filters.numpy())
+    untrained = MelFSQ((4, 4), channels=32)
+    frames = torch.cat([m for m, _ in speech(audio[:1], mel_filters)])
+    untrained.mel_mean.copy_(frames.mean(0))
+    untrained.mel_std.copy_(frames.std(0) + 1e-3)
+    learnt = DemoFSQCodec(str(trained)).net
+    assert held_out_loss(learnt, filters, held_out) < 0.8 * held_out_loss(untrained, filters, held_out)
