@@ -32,8 +32,7 @@ import torch
 
 from llasa_core.demo_codec import LOG_FLOOR, MelFSQ, log_mel, magnitudes, mel_filterbank, save_fsq_codec
 
-MAGNITUDE_FLOOR = math.log(1e-4)  # -80 dB under the loudest bins of speech: silence, not detail
-MEL_FLOOR = math.log(1e-4)
+FLOOR = 1e-4  # magnitudes and mel energies: -80 dB under the loudest bins of speech, silence not detail
 
 
 def speech(audio_shards: list[Path], filters: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -45,7 +44,7 @@ def speech(audio_shards: list[Path], filters: np.ndarray) -> list[tuple[torch.Te
         for audio in load_audio_shard(path)["audio"]:
             mags = magnitudes(audio)  # the shards' speech is peak-normalised, as the codec's features are
             if len(mags):
-                out.append((torch.from_numpy(log_mel(mags, filters)), torch.from_numpy(np.log(np.maximum(mags, 1e-4)))))
+                out.append((torch.from_numpy(log_mel(mags, filters)), torch.from_numpy(np.log(np.maximum(mags, FLOOR)))))
     return out
 
 
@@ -67,8 +66,8 @@ def batch(utterances, crop: int, rng: random.Random):
 def loss_of(net: MelFSQ, filters: torch.Tensor, mels, mags, mask) -> torch.Tensor:
     predicted = net.decode(net.quantise(mels, mask), mask)
     per_frame = (predicted - mags).abs().mean(-1)
-    predicted_mel = torch.log((predicted.exp() @ filters.T).clamp_min(math.exp(MEL_FLOOR)))
-    per_frame = per_frame + (predicted_mel - mels.clamp_min(MEL_FLOOR)).abs().mean(-1)
+    predicted_mel = torch.log((predicted.exp() @ filters.T).clamp_min(FLOOR))
+    per_frame = per_frame + (predicted_mel - mels.clamp_min(math.log(FLOOR))).abs().mean(-1)
     return (per_frame * mask).sum() / mask.sum()
 
 

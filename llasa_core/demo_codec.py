@@ -99,53 +99,48 @@ def spectra_to_audio(frames: np.ndarray, iterations: int) -> np.ndarray:
     return np.clip(wave[: len(frames) * HOP] * OUTPUT_GAIN, -1.0, 1.0).astype(np.float32)
 
 
-class DemoMelCodec:
-    """Codec protocol: encode(audio) -> codes, decode(batch of codes) -> waveforms."""
+class _SpectralCodec:
+    """What both demo codecs share: the checkpoint folder, log-mel features, and decoding each
+    sequence's linear magnitude spectra (`spectra`, each codec's own) by Griffin-Lim."""
 
     sample_rate = SAMPLE_RATE
     samples_per_token = HOP
 
-    def __init__(self, model: str, device: str = "cpu"):
+    def _open(self, model: str) -> tuple[dict, dict]:
+        """(llasa_codec.json, codebook.safetensors' tensors); keeps what every codec reads."""
         path = Path(model)
         spec = json.loads((path / "llasa_codec.json").read_text())
         tensors = load_file(str(path / "codebook.safetensors"))
         self.mel_filters = tensors["mel_filters"].astype(np.float32)
-        self.centroids = tensors["centroids"].astype(np.float32)
-        self.code_magnitudes = tensors["magnitudes"].astype(np.float32)
         self.iterations = int(spec.get("griffin_lim_iterations", 32))
-        self.codebook_size = len(self.centroids)
+        return spec, tensors
 
     def features(self, audio: np.ndarray) -> np.ndarray:
         return log_mel(magnitudes(peak_normalise(audio)), self.mel_filters)
 
+    def spectra(self, sequence: Sequence[int]) -> np.ndarray:
+        """(frames, bins) linear magnitudes of one non-empty code sequence."""
+        raise NotImplementedError
+
+    def decode(self, codes: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        return [spectra_to_audio(self.spectra(sequence), self.iterations) if len(sequence)
+                else np.zeros(0, dtype=np.float32) for sequence in codes]
+
+
+class DemoMelCodec(_SpectralCodec):
+    """Codec protocol: encode(audio) -> codes, decode(batch of codes) -> waveforms."""
+
+    def __init__(self, model: str, device: str = "cpu"):
+        _, tensors = self._open(model)
+        self.centroids = tensors["centroids"].astype(np.float32)
+        self.code_magnitudes = tensors["magnitudes"].astype(np.float32)
+        self.codebook_size = len(self.centroids)
+
     def encode(self, audio: np.ndarray) -> list[int]:
         return nearest(self.features(audio), self.centroids).tolist()
 
-    def decode(self, codes: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        out = []
-        for sequence in codes:
-            if len(sequence) == 0:
-                out.append(np.zeros(0, dtype=np.float32))
-                continue
-            out.append(spectra_to_audio(self.code_magnitudes[np.asarray(sequence)], self.iterations))
-        return out
-
-
-def save_codec(path: str | Path, mel_filters: np.ndarray, centroids: np.ndarray,
-               code_magnitudes: np.ndarray, griffin_lim_iterations: int = 32) -> Path:
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "llasa_codec.json").write_text(json.dumps({
-        "name": NAME, "sample_rate": SAMPLE_RATE, "hop_length": HOP, "n_fft": N_FFT,
-        "n_mels": N_MELS, "codebook_size": len(centroids),
-        "griffin_lim_iterations": griffin_lim_iterations,
-    }, indent=2) + "\n")
-    save_file({
-        "mel_filters": mel_filters.astype(np.float32),
-        "centroids": centroids.astype(np.float32),
-        "magnitudes": code_magnitudes.astype(np.float16),
-    }, str(path / "codebook.safetensors"))
-    return path
+    def spectra(self, sequence: Sequence[int]) -> np.ndarray:
+        return self.code_magnitudes[np.asarray(sequence)]
 
 
 FSQ_NAME = "demo-mel-fsq"
@@ -208,28 +203,18 @@ class MelFSQ(torch.nn.Module):
         return self._residual(x, self.decoder, self.decoder_in, self.decoder_out, keep).transpose(1, 2)
 
 
-class DemoFSQCodec:
+class DemoFSQCodec(_SpectralCodec):
     """Codec protocol around `MelFSQ`. `code_mels`: each code's mean log-mel frame on the training
     speech (what demo.align reads a code as)."""
 
-    sample_rate = SAMPLE_RATE
-    samples_per_token = HOP
-
     def __init__(self, model: str, device: str = "cpu"):
-        path = Path(model)
-        spec = json.loads((path / "llasa_codec.json").read_text())
-        tensors = load_file(str(path / "codebook.safetensors"))
-        self.mel_filters = tensors["mel_filters"].astype(np.float32)
+        spec, tensors = self._open(model)
         self.code_mels = tensors["code_mels"].astype(np.float32)
-        self.iterations = int(spec.get("griffin_lim_iterations", 32))
         self.net = MelFSQ(**spec["network"])
         self.net.load_state_dict({k.removeprefix("net."): torch.from_numpy(v.astype(np.float32))
                                   for k, v in tensors.items() if k.startswith("net.")})
         self.net.eval()
         self.codebook_size = int(np.prod(spec["network"]["levels"]))
-
-    def features(self, audio: np.ndarray) -> np.ndarray:
-        return log_mel(magnitudes(peak_normalise(audio)), self.mel_filters)
 
     @torch.inference_mode()
     def encode_features(self, mels: np.ndarray) -> np.ndarray:
@@ -242,15 +227,9 @@ class DemoFSQCodec:
         return self.encode_features(self.features(audio)).tolist()
 
     @torch.inference_mode()
-    def decode(self, codes: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        out = []
-        for sequence in codes:
-            if len(sequence) == 0:
-                out.append(np.zeros(0, dtype=np.float32))
-                continue
-            points = self.net.points(torch.as_tensor(np.asarray(sequence, dtype=np.int64))[None])
-            out.append(spectra_to_audio(self.net.decode(points)[0].exp().numpy(), self.iterations))
-        return out
+    def spectra(self, sequence: Sequence[int]) -> np.ndarray:
+        points = self.net.points(torch.as_tensor(np.asarray(sequence, dtype=np.int64))[None])
+        return self.net.decode(points)[0].exp().numpy()
 
 
 def save_fsq_codec(path: str | Path, mel_filters: np.ndarray, net: MelFSQ, code_mels: np.ndarray,
