@@ -188,6 +188,9 @@ def service(tmp_path_factory) -> Service:
     os.environ["LLASA_API_KEY"] = TEST_API_KEY  # every TTSClient of this process sends it
     # Serve's gRPC proxy takes messages up to 2 GiB unless told otherwise (deployments/README.md).
     os.environ.setdefault(MESSAGE_CAP_ENV, str(MESSAGE_CAP))
+    # Serve kills a proxy that is not ready within 3 checks of 5 s; starting one took longer than
+    # that with the two cores busy (load 4), and `serve run` then exits.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
     context = ray.init(num_cpus=4, include_dashboard=False, namespace="serve", log_to_driver=False,
                        configure_logging=False, _metrics_export_port=metrics_port)
     process = None
