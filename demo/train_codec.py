@@ -95,7 +95,9 @@ def code_mels(net: MelFSQ, utterances, filters: torch.Tensor) -> np.ndarray:
 
 
 def train_codec(audio_shards: list[Path], out: Path, levels=(8, 8, 8, 8), steps: int = 2500, lr: float = 2e-3,
-                batch_size: int = 48, crop: int = 96, channels: int = 256, seed: int = 0, log=functools.partial(print, flush=True)) -> None:
+                batch_size: int = 48, crop: int = 96, seed: int = 0, log=functools.partial(print, flush=True),
+                **network) -> None:
+    """`network`: MelFSQ's shape besides the levels (channels, kernel, encoder_layers, decoder_layers)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     filters_np = mel_filterbank()
@@ -103,8 +105,8 @@ def train_codec(audio_shards: list[Path], out: Path, levels=(8, 8, 8, 8), steps:
     train, held_out = speech(audio_shards[:-1], filters_np), speech(audio_shards[-1:], filters_np)
     frames = torch.cat([m for m, _ in train])
     log(f"codec: {len(frames)} training frames in {len(train)} utterances, {len(held_out)} held out, "
-        f"{int(np.prod(levels))} codes")
-    net = MelFSQ(levels, channels)
+        f"{int(np.prod(levels))} codes, network {network or 'default'}")
+    net = MelFSQ(levels, **network)
     net.mel_mean.copy_(frames.mean(0))
     net.mel_std.copy_(frames.std(0) + 1e-3)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
@@ -138,13 +140,19 @@ def main() -> None:
     parser.add_argument("--out", default=".cache/demo/codec", help="a new codec folder (demo.data's is <data>/codec)")
     parser.add_argument("--levels", default="8,8,8,8", help="FSQ levels; their product is the number of codes")
     parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--channels", type=int, default=256)
+    parser.add_argument("--kernel", type=int, default=5)
+    parser.add_argument("--encoder-layers", type=int, default=2)
+    parser.add_argument("--decoder-layers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths = [Path(args.cache) / "v2" / "audio" / f"shard{i:05d}.npz" for i in range(args.shards)]
     if missing := [p for p in paths if not p.exists()]:
         raise SystemExit(f"{len(missing)} audio shards missing (first {missing[0]}): python -m demo.data makes them")
-    train_codec(paths, Path(args.out), tuple(int(v) for v in args.levels.split(",")), args.steps)
+    train_codec(paths, Path(args.out), tuple(int(v) for v in args.levels.split(",")), args.steps,
+                channels=args.channels, kernel=args.kernel, encoder_layers=args.encoder_layers,
+                decoder_layers=args.decoder_layers)
 
 
 if __name__ == "__main__":
