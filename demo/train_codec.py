@@ -1,6 +1,7 @@
 """Train demo data v2's codec: `llasa_core.demo_codec.MelFSQ`, log-mel frames -> codes -> magnitude spectra.
 
-    python -m demo.train_codec [--cache .cache/demo] [--out .cache/demo/codec] [--steps 2500]
+    python -m demo.train_codec [--cache .cache/demo] [--out .cache/demo/codec] [--steps 2500] [--levels 8,8,8,8]
+        [--channels 256] [--kernel 5] [--encoder-layers 2] [--decoder-layers 3]
 
 demo.data runs this when its codec is missing. Why not the embedded model's k-means codebook:
 measured through Whisper tiny.en on fresh speech of the four training voices (24 utterances), the
