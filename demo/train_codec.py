@@ -116,6 +116,8 @@ def train_codec(audio_shards: list[Path], out: Path, levels=(8, 8, 8, 8), steps:
         for group in optimizer.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         loss = loss_of(net, filters, *batch(rng.sample(train, min(batch_size, len(train))), crop, rng))
+        if not torch.isfinite(loss):
+            raise SystemExit(f"codec: the loss diverged at step {step} (a deeper or wider network may need a lower lr)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
