@@ -176,9 +176,9 @@ def test_invalid_argument(client, text, options, message):
     assert message in details
 
 
-def slow_options(timeout: float | None = None) -> SynthesisOptions:
+def slow_options(timeout: float | None = None, step_tokens: int = 4) -> SynthesisOptions:
     """A search of many small steps: long in wall time, cheap to cancel between steps."""
-    return SynthesisOptions(strategy="beam", n=1, process_verifiers=CHEAP_VERIFIER, step_tokens=4,
+    return SynthesisOptions(strategy="beam", n=1, process_verifiers=CHEAP_VERIFIER, step_tokens=step_tokens,
                             max_speech_tokens=1500, timeout_seconds=timeout)
 
 
@@ -208,11 +208,8 @@ def test_resource_exhausted_when_the_queue_is_full(service, client):
     stub = tts_pb2_grpc.TTSServiceStub(channel)
     metadata = (("application", "llasa"), ("x-api-key", TEST_API_KEY))
 
-    long_search = SynthesisOptions(strategy="beam", n=1, process_verifiers=CHEAP_VERIFIER, step_tokens=3,
-                                   max_speech_tokens=1500, timeout_seconds=90)  # 500 steps: about 15 s here
-
-    def stream(text):
-        return stub.SynthesizeStream(build_request(text, long_search), metadata=metadata)
+    def stream(text):  # 500 steps of 3 tokens: about 15 s here
+        return stub.SynthesizeStream(build_request(text, slow_options(90, step_tokens=3)), metadata=metadata)
 
     admitted = [stream(f"Busy {i}.") for i in range(12)]
     extra = []
@@ -231,11 +228,10 @@ def test_resource_exhausted_when_the_queue_is_full(service, client):
         for i in range(8):  # capacity is 12, so the 8 beyond it cannot all be admitted
             extra.append(stream(f"One too many {i}."))  # quickly, before a search ends and frees a slot
             refused_by = time.monotonic() + (0.5 if i < 7 else 15)
-            while not any(call.done() for call in extra) and time.monotonic() < refused_by:
+            while not (refused := [call for call in extra if call.done()]) and time.monotonic() < refused_by:
                 time.sleep(0.1)
-            if any(call.done() for call in extra):
+            if refused:
                 break
-        refused = [call for call in extra if call.done()]
         assert refused, "8 searches past the capacity of 12 were all admitted"
         assert all(call.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for call in refused), refused[0].details()
         assert all("queues are full" in call.details() and "retry with backoff" in call.details() for call in refused)
