@@ -1,6 +1,6 @@
 """Train demo data v2's codec: `llasa_core.demo_codec.MelFSQ`, log-mel frames -> codes -> magnitude spectra.
 
-    python -m demo.train_codec [--cache .cache/demo] [--out .cache/demo/codec] [--steps 2500] [--levels 8,8,8,8]
+    python -m demo.train_codec [--cache .cache/demo] [--out .cache/demo/codec] [--steps 9000] [--levels 8,8,8,8]
         [--channels 256] [--kernel 5] [--encoder-layers 2] [--decoder-layers 3]
 
 demo.data runs this when its codec is missing. Why not the embedded model's k-means codebook:
@@ -95,7 +95,7 @@ def code_mels(net: MelFSQ, utterances, filters: torch.Tensor) -> np.ndarray:
     return torch.where(seen[:, None], sums / counts.clamp_min(1)[:, None], decoded.double()).float().numpy()
 
 
-def train_codec(audio_shards: list[Path], out: Path, levels=(8, 8, 8, 8), steps: int = 2500, lr: float = 2e-3,
+def train_codec(audio_shards: list[Path], out: Path, levels=(8, 8, 8, 8), steps: int = 9000, lr: float = 2e-3,
                 batch_size: int = 48, crop: int = 96, seed: int = 0, log=functools.partial(print, flush=True),
                 **network) -> None:
     """`network`: MelFSQ's shape besides the levels (channels, kernel, encoder_layers, decoder_layers)."""
@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=CODEC_SHARDS, help="audio shards; the last is held out")
     parser.add_argument("--out", default=".cache/demo/codec", help="a new codec folder (demo.data's is <data>/codec)")
     parser.add_argument("--levels", default="8,8,8,8", help="FSQ levels; their product is the number of codes")
-    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--steps", type=int, default=9000)
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--kernel", type=int, default=5)
     parser.add_argument("--encoder-layers", type=int, default=2)
