@@ -178,6 +178,42 @@ def test_training_resumes_from_its_state_and_saves_a_checkpoint_the_service_load
     assert ids[-3:] == lm.vocab.codes_to_ids([1, 2, 3])
 
 
+def test_pointer_attention_trains_as_eager_attention_would():
+    """The guided heads' probabilities, the outputs and the gradients match eager attention's,
+    which computes and returns every head of every layer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from demo.train_lm import use_pointer_attention
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
+    ids = torch.randint(0, 300, (3, 40))
+    mask = torch.ones(3, 40, dtype=torch.long)
+    mask[1, 30:] = 0  # a padded row
+
+    def run(guided_heads):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(input_ids=ids, attention_mask=mask, labels=ids, output_attentions=True)
+        heads = guided_heads(out.attentions)
+        (out.loss + sum(h.pow(2).sum() for h in heads)).backward()
+        return out.logits.float(), heads, model.model.layers[1].self_attn.q_proj.weight.grad.clone()
+
+    model.set_attn_implementation("eager")
+    logits, heads, grad = run(lambda attentions: [attentions[layer][:, 0].float() for layer in (1, 2)])
+    use_pointer_attention(model, [1, 2])
+    pointer_logits, pointer_heads, pointer_grad = run(lambda attentions: [a[:, 0] for a in attentions])
+    assert len(pointer_heads) == 2 and pointer_heads[0].shape == heads[0].shape
+    for ours, eager in zip(pointer_heads, heads):
+        assert torch.allclose(ours, eager, atol=2e-3)
+        assert torch.allclose(ours[1, :30].sum(-1), torch.ones(30)) and ours[1, :30, 30:].max() == 0  # padding unseen
+        assert ours[0].triu(1).max() == 0  # causal
+    assert torch.allclose(pointer_logits, logits, atol=0.05)
+    assert (pointer_grad - grad).norm() < 0.05 * grad.norm()
+
+
 def test_the_codec_learns_the_spectra_of_its_speech_and_codes_as_the_shards_say(small_run):
     root, data = small_run
     import torch
