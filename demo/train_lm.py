@@ -166,7 +166,7 @@ def use_pointer_attention(model: LlamaForCausalLM, layers: list[int]) -> None:
     every layer, made a 6,000-token step 1.9x (500-token rows) to 3.0x (250) slower (2 cores, bf16)."""
     guided = set(layers)
 
-    def attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+    def attention(module, query, key, value, attention_mask, scaling=None, output_attentions=False, **kwargs):
         output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
         if module.layer_idx not in guided:
             return output, None
