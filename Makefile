@@ -25,12 +25,12 @@ test: $(VENV_STAMP)
 # and its bench. DEMO_SHARDS x 100 items (260: about 21 h of speech).
 DEMO_SHARDS ?= 260
 # jemalloc where installed (apt install libjemalloc2): glibc's malloc grows the LM's training memory
-# with every new batch shape (demo/run_background.sh).
+# with every new batch shape; jemalloc keeps freed pages (demo/run_background.sh).
 JEMALLOC := $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2)
 train-demo: $(VENV_STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,demo]'
 	nice -n 10 $(PY) -m demo.data --shards $(DEMO_SHARDS)
-	LD_PRELOAD=$(JEMALLOC) nice -n 10 $(PY) -m demo.train_lm
+	LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 nice -n 10 $(PY) -m demo.train_lm
 	$(PY) -m demo.export
 	$(PY) -m bench.bench_demo --model .cache/demo/candidate --clone 5
 
