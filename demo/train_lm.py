@@ -167,6 +167,7 @@ def use_pointer_attention(model: LlamaForCausalLM, layers: list[int]) -> None:
     guided = set(layers)
 
     def attention(module, query, key, value, attention_mask, scaling=None, output_attentions=False, **kwargs):
+        # output_attentions is answered here: passed on, sdpa would warn that it cannot.
         output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
         if module.layer_idx not in guided:
             return output, None
