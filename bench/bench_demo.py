@@ -147,8 +147,9 @@ def main() -> None:
         }
         for name, candidate in chosen.items():
             picks[name].append((text, candidate.audio))
+        # A search of one candidate scores nothing (--n 1).
         print(f"{index}: {text} | verifier WER of each candidate: "
-              f"{[round(c.outcome_scores['asr'].raw, 2) for c in by_id]}", flush=True)
+              f"{[round(c.outcome_scores['asr'].raw, 2) for c in by_id if 'asr' in c.outcome_scores]}", flush=True)
 
     report: dict = {"text": args.text, "sentences": len(sentences), "unseen_words": unseen}
     for name, items in picks.items():
