@@ -24,13 +24,10 @@ test: $(VENV_STAMP)
 # ones bit for bit), the LM (resumes from .cache/demo/lm-v2/state.pt), a candidate model folder
 # and its bench. DEMO_SHARDS x 100 items (260: about 21 h of speech).
 DEMO_SHARDS ?= 260
-# jemalloc where installed (apt install libjemalloc2): glibc's malloc grows the LM's training memory
-# with every new batch shape; jemalloc keeps freed pages (demo/run_background.sh).
-JEMALLOC := $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2)
 train-demo: $(VENV_STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,demo]'
 	nice -n 10 $(PY) -m demo.data --shards $(DEMO_SHARDS)
-	LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 nice -n 10 $(PY) -m demo.train_lm
+	nice -n 10 sh demo/with_jemalloc.sh $(PY) -m demo.train_lm
 	$(PY) -m demo.export
 	$(PY) -m bench.bench_demo --model .cache/demo/candidate --clone 5
 
