@@ -2,15 +2,22 @@
 (or, with `--text templates`, on held-out sentences of its training templates).
 
     python -m bench.bench_demo [--model models/llasa-demo] [--sentences 16] [--text prose|templates|phrases]
-                               [--clone K]
+                               [--clone K] [--quantize int8]
 
 For each sentence, one best-of-8 search (seeded) with the ASR verifier (faster-whisper, Whisper
 tiny.en) samples 8 i.i.d. candidates: N = 1 is the first one, best-of-4 the verifier's pick among
 the first four, best-of-8 its pick among all. Each pick is then transcribed by judge ASRs that are
 not the verifier (pocketsphinx; Whisper base, `verifiers.judge`, with the `judge` extra) as well
 as by the verifier's own ASR (optimistic for the picks, unbiased for N = 1). bench/bench_judge.py
-compares verifier configs on the same candidates. Also: real-time factor of one N = 1 request (wall / audio seconds), and the
-codec round trip (piper speech -> encode -> decode) against the unquantised speech.
+compares verifier configs on the same candidates. Also: real-time factor of one N = 1 request (wall / audio seconds,
+LM and codec), with float32 and int8 LM weights side by side, and the codec round trip (piper speech -> encode ->
+decode) against the unquantised speech.
+
+Torch runs one CPU thread, as serve_config.yaml's replicas do (torch_threads: 1). In one process, a
+second thread running torch ops (here the LM's scheduler thread beside the main thread's codec and
+verifiers) makes libgomp throttle its spin-waiting once more OpenMP threads exist than cores: a
+decode step of the 17M model then takes ~15 ms with 2 threads against ~10 ms with 1 (and ~6 ms
+with 2 when a single thread runs torch).
 """
 
 from __future__ import annotations
@@ -103,6 +110,7 @@ def main() -> None:
     parser.add_argument("--clone", type=int, default=0, metavar="K",
                         help="also measure zero-shot cloning of demo.voices' held-out voice on K sentences")
     parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--quantize", choices=("int8",), default=None, help="int8 LM weights for the searches")
     parser.add_argument("--cache", default=".cache/demo", help="for the training vocabulary, if present")
     parser.add_argument("--out", default="out/bench_demo.json")
     args = parser.parse_args()
@@ -111,7 +119,7 @@ def main() -> None:
 
     from demo.sentences import HELD_OUT_EXAMPLES
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     from llasa_core.codec import load_codec
     from llasa_core.engine import LlasaTTS
     from llasa_core.lm import TransformersLM
@@ -125,7 +133,8 @@ def main() -> None:
     unseen = sorted({w for s in sentences for w in re.findall(r"[a-z']+", s.lower())} - seen) if seen else None
 
     codec = load_codec(f"{args.model}/codec")
-    engine = LlasaTTS(TransformersLM(f"{args.model}/lm"), codec, {"asr": build_verifier({"name": "asr", "kind": "asr"})})
+    engine = LlasaTTS(TransformersLM(f"{args.model}/lm", quantize=args.quantize), codec,
+                      {"asr": build_verifier({"name": "asr", "kind": "asr"})})
     whisper = FasterWhisperTranscriber()
     judge = PocketSphinxTranscriber()
     from verifiers.judge import build_judge
@@ -151,7 +160,7 @@ def main() -> None:
         print(f"{index}: {text} | verifier WER of each candidate: "
               f"{[round(c.outcome_scores['asr'].raw, 2) for c in by_id if 'asr' in c.outcome_scores]}", flush=True)
 
-    report: dict = {"text": args.text, "sentences": len(sentences), "unseen_words": unseen}
+    report: dict = {"text": args.text, "sentences": len(sentences), "unseen_words": unseen, "quantize": args.quantize}
     for name, items in picks.items():
         texts, audios = zip(*items)
         report[name] = {
@@ -160,14 +169,18 @@ def main() -> None:
             "wer_verifier_asr_whisper": float(np.mean([wer(t, h) for t, h in zip(texts, whisper.transcribe(list(audios), "en"))])),
         }
 
-    # Real-time factor of one plain request (N = 1, no verifier), the first sentences.
-    walls, seconds = 0.0, 0.0
-    for index, text in enumerate(sentences[:5]):
-        started = time.perf_counter()
-        result = asyncio.run(engine.synthesize(text, SearchConfig(n=1, seed=100 + index)))
-        walls += time.perf_counter() - started
-        seconds += len(result.chosen.audio) / codec.sample_rate
-    report["rtf_n1"] = walls / seconds
+    # Real-time factor of one plain request (N = 1, no verifier), the first sentences, both precisions.
+    report["rtf_n1"] = {}
+    for quantize in (None, "int8"):
+        plain = LlasaTTS(TransformersLM(f"{args.model}/lm", quantize=quantize), codec, {})
+        walls, seconds = 0.0, 0.0
+        for index, text in enumerate(sentences[:5]):
+            started = time.perf_counter()
+            result = asyncio.run(plain.synthesize(text, SearchConfig(n=1, seed=100 + index)))
+            walls += time.perf_counter() - started
+            seconds += len(result.chosen.audio) / codec.sample_rate
+        plain.lm.close()
+        report["rtf_n1"][quantize or "float32"] = walls / seconds
 
     speech = [piper_speech(t) for t in sentences]
     coded = codec.decode([codec.encode(a) for a in speech])

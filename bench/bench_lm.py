@@ -15,6 +15,7 @@ the KV positions copied by forks and by rows joining/leaving the batch, with the
 
     python bench/bench_lm.py                    # both checkpoints
     python bench/bench_lm.py --models tiny --levels 1 8 --searches-per-worker 1
+    python bench/bench_lm.py --models demo --quantize int8
 """
 
 from __future__ import annotations
@@ -115,14 +116,16 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=100, help="speech tokens per candidate (cap)")
     parser.add_argument("--step-tokens", type=int, default=25, help="beam step length")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quantize", choices=("int8",), default=None, help="int8 decoder weights (CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tiny_dir = tempfile.mkdtemp(prefix="bench-lm-")
     paths = {"demo": args.demo_path, "tiny": str(make_tiny_llasa(tiny_dir)) if "tiny" in args.models else None}
     print(f"closed loop, {args.searches_per_worker} searches per worker, {args.new_tokens} new tokens per "
-          f"candidate, beam steps of {args.step_tokens}, {args.threads} torch thread(s)")
+          f"candidate, beam steps of {args.step_tokens}, {args.threads} torch thread(s), "
+          f"{args.quantize or 'float32'} weights")
     for name in args.models:
-        lm = TransformersLM(paths[name])
+        lm = TransformersLM(paths[name], quantize=args.quantize)
         for kind in ("best-of-4", "beam-8/2"):
             rows = {}
             for workers in args.levels:

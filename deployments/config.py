@@ -43,6 +43,9 @@ class LMArgs(_Args):
                                                 '"tiny-random" (built on first use; speaks noise)')
     device: str = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    quantize: Literal["int8"] | None = Field(None, description='"int8": int8 weights for the decoder layers, CPU and '
+                                                               "float32 only (a decode step is bound by reading the "
+                                                               "weights; README \"CPU speed\")")
     kv_budget_tokens: int | None = Field(None, ge=1, description="KV cache per replica, in tokens (all rows of all "
                                                                 "live searches); default: half the GPU's free memory, "
                                                                 "a quarter of the host's RAM on CPU")
@@ -56,6 +59,13 @@ class LMArgs(_Args):
         "none", description='a long text is searched chunk by chunk; without a reference voice, "previous" gives '
                             "each chunk the previous chunk's speech as its voice (Llasa's chunking; keeps the voice), "
                             '"none" starts each chunk afresh (the demo model cannot continue its own speech)')
+
+    @model_validator(mode="after")
+    def _check_quantize(self) -> "LMArgs":
+        if self.quantize and (self.backend != "transformers" or self.device != "cpu" or self.dtype != "float32"):
+            raise ValueError("lm.quantize: int8 is for the transformers backend on CPU with dtype float32; on a GPU "
+                             "use dtype bfloat16 or the vllm backend")
+        return self
 
 
 class CodecArgs(_Args):

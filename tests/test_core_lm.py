@@ -148,3 +148,10 @@ def test_a_session_left_idle_is_expired(tiny_lm, prompt, monkeypatch):
         tiny_lm.generate(request(prompt, session="forgotten", parents=(0,)))
     for session in ("busy", "other"):
         tiny_lm.release(session)
+
+
+def test_int8_is_refused_where_its_kernels_do_not_run(tiny_llasa_path):
+    with pytest.raises(ValueError, match="CPU"):
+        TransformersLM(str(tiny_llasa_path), dtype="bfloat16", quantize="int8")
+    with pytest.raises(ValueError, match="int8"):
+        TransformersLM(str(tiny_llasa_path), quantize="int4")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from protos.generate import ROOT, generate
 
 
@@ -18,6 +20,17 @@ def test_method_names_do_not_shadow_the_serve_proxys_own():
 
     ours = {m.name for m in tts_pb2.DESCRIPTOR.services_by_name["TTSService"].methods}
     assert not ours & {"ListApplications", "Healthz"}
+
+
+def test_lm_quantize_is_refused_off_cpu():
+    from pydantic import ValidationError
+
+    from deployments.config import LMArgs
+
+    assert LMArgs(quantize="int8").quantize == "int8"
+    for bad in ({"device": "cuda"}, {"dtype": "bfloat16"}, {"backend": "vllm"}):
+        with pytest.raises(ValidationError, match="lm.quantize"):
+            LMArgs(quantize="int8", **bad)
 
 
 def test_both_serve_configs_parse():
