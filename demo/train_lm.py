@@ -286,8 +286,8 @@ def main() -> None:
     parser.add_argument("--phoneme-layer", type=int, default=4, help="hidden states after this many layers name the phoneme")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=300)
-    # About 5 epochs: an epoch of the 21.7 h is ~1300 batches of 6000 tokens, 1.6-2 s each on 2 cores.
-    parser.add_argument("--max-steps", type=int, default=6_500)
+    # About 4.5 epochs: an epoch of the 21.7 h is ~1300 batches of 6000 tokens, 1.6-2.2 s each on 2 cores.
+    parser.add_argument("--max-steps", type=int, default=5_800)
     parser.add_argument("--tokens-per-batch", type=int, default=6000)
     parser.add_argument("--checkpoint-every", type=float, default=300, help="seconds between saves of state.pt")
     parser.add_argument("--eval-every", type=float, default=1800,
