@@ -272,7 +272,8 @@ def test_beam_token_account_equals_in_process_with_two_lm_replicas(service, clie
         responses = list(pool.map(lambda _: client.synthesize(text, options), range(4)))
 
     args = service.config["applications"][0]["args"]
-    engine = LlasaTTS(TransformersLM(resolve_model(args["lm"]["model"], "llasa", ".cache/tiny")),
+    engine = LlasaTTS(TransformersLM(resolve_model(args["lm"]["model"], "llasa", ".cache/tiny"),
+                                     quantize=args["lm"].get("quantize")),
                       load_codec(resolve_model(args["codec"]["model"], "xcodec2", ".cache/tiny")),
                       {"speaker": build_verifier(VerifierConfig(name="speaker", kind="speaker"))})
     config = SearchConfig(strategy="beam", n=n, beam_width=width, process_verifiers=CHEAP_VERIFIER,
