@@ -242,6 +242,7 @@ def main() -> None:
                               for name in samples[0]["replicas"]},
         "min_replicas_seen": {name: min(s["replicas"].get(name, 0) for s in samples)
                               for name in samples[0]["replicas"]},
+        "peak_ongoing_requests": {name: max(s["ongoing"].get(name, 0) for s in samples) for name in bounds},
         "stage_seconds_per_request": {stage: statistics.mean(r["stages"].get(stage, 0) for r in ok)
                                       for stage in ("lm", "codec", "verifier_asr", "total")},
         "requests_by_status": {status: sum(r["status"] == status for r in requests)

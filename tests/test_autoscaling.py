@@ -37,7 +37,9 @@ def test_asr_verifier_scales_up_under_its_queue_and_back_down_while_the_lm_stays
     assert report["samples"][-1]["replicas"]["Verifier-asr"] == 1
     # the LM never moved: one replica in every sample
     assert report["min_replicas_seen"]["LMSampler"] == report["max_replicas_seen"]["LMSampler"] == 1
-    # the load queued on the ASR verifier, not on the LM: searches spent longer there
-    seconds = report["stage_seconds_per_request"]
-    assert seconds["verifier_asr"] > seconds["lm"]
+    # the autoscaler's input for the ASR passed its target during the load: the queue it scaled on.
+    # (Which stage a search spent longest in is a figure the bench prints, not asserted: on 2
+    # contended cores a CI run saw the LM at 19 s a request against the ASR's 18 s, where an idle
+    # run saw 5.6 s against 16.6 s.)
+    assert report["peak_ongoing_requests"]["Verifier-asr"] > report["autoscaling"]["Verifier-asr"]["target_ongoing_requests"]
     assert (tmp_path / "autoscaling.png").read_bytes()[:4] == b"\x89PNG"
