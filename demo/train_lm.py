@@ -288,6 +288,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     # About 4.5 epochs: an epoch of the 21.7 h is ~1300 batches of 6000 tokens, 1.6-2.2 s each on 2 cores.
     parser.add_argument("--max-steps", type=int, default=5_800)
+    parser.add_argument("--init-from", help="a state.pt whose weights start this run (with its own --out, optimizer "
+                                            "and schedule): to train on after a schedule has ended")
     parser.add_argument("--tokens-per-batch", type=int, default=6000)
     parser.add_argument("--checkpoint-every", type=float, default=300, help="seconds between saves of state.pt")
     parser.add_argument("--eval-every", type=float, default=1800,
@@ -320,6 +322,13 @@ def main() -> None:
         optimizer.load_state_dict(state["optimizer"])
         step, best, seconds, last_eval = state["step"], state["best"], state["seconds"], state["last_eval"]
         print(f"resumed at step {step}, best held-out loss {best:.3f}", flush=True)
+    elif args.init_from:
+        source = torch.load(args.init_from, weights_only=False, map_location=args.device)
+        if source.get("codec") != corpus.codec_id:
+            raise SystemExit(f"{args.init_from} learnt the codes of codec {source.get('codec')}, the data is coded by "
+                             f"{corpus.codec_id}")
+        model.load_state_dict(source["model"])
+        print(f"initialised from {args.init_from} (its step {source['step']})", flush=True)
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {len(corpus.train)} train / "
           f"{len(corpus.held_out)} held-out utterances, {corpus.frames / 50 / 3600:.2f} h of speech, "
           f"voices {sorted(corpus.references)}", flush=True)

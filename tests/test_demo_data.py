@@ -156,6 +156,8 @@ def test_training_examples_are_llasa_prompts_with_a_reference_of_the_same_voice(
 
 def test_training_resumes_from_its_state_and_saves_a_checkpoint_the_service_loads(small_run, tmp_path, capsys):
     root, _ = small_run
+    import torch
+
     import demo.train_lm as train_lm
     from llasa_core.codec import load_codec
     from llasa_core.lm import TransformersLM
@@ -169,6 +171,17 @@ def test_training_resumes_from_its_state_and_saves_a_checkpoint_the_service_load
         patch.setattr("sys.argv", [*argv, "--max-steps", "3"])
         train_lm.main()
     assert "resumed at step 2" in capsys.readouterr().out
+    # --init-from starts a new run (own schedule) from those weights: one step at a negligible lr
+    # leaves them where they were, where a fresh initialisation would not be.
+    continued = tmp_path / "continued"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", [*argv, "--out", str(continued), "--init-from", str(tmp_path / "state.pt"),
+                                   "--lr", "1e-12", "--max-steps", "1"])
+        train_lm.main()
+    assert "initialised from" in capsys.readouterr().out
+    source, new = (torch.load(path / "state.pt", weights_only=False) for path in (tmp_path, continued))
+    assert new["step"] == 1
+    assert all(torch.allclose(new["model"][name], weights, atol=1e-6) for name, weights in source["model"].items())
     info = (tmp_path / "best" / "training.json").read_text()
     assert '"codec"' in info
     lm = TransformersLM(str(tmp_path / "best"))
