@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 import soundfile as sf
-from verifier_fixtures import SENTENCES, assert_same_scores, bad_waveforms, contexts, corpus
+from verifier_fixtures import SENTENCES, assert_same_scores, bad_waveforms, contexts, corpus, synthesize
 
 from llasa_core.audio import read_audio
 from verifiers import build_verifier, error_rate
@@ -163,3 +163,13 @@ def test_length_buckets_keep_the_transcripts_of_padding_to_30_s():
     assert sum(short) <= sum(full) + 0.1 and max(short) <= 0.2, (short, full)
     with pytest.raises(ValueError, match="buckets_s"):
         FasterWhisperTranscriber(cpu_threads=1, buckets_s=(45,))
+
+
+def test_short_clips_that_make_whisper_loop_are_decoded_again_without_the_loop():
+    """On these clean phrases (under 1 s) Whisper tiny.en's first greedy decode repeats the phrase
+    into the bucket's padding, 168-223 words each (measured); the clips whose decode has more
+    tokens than their length allows are decoded again with repeats penalised."""
+    phrases = ["Good morning.", "See you later.", "Goodbye.", "Water.", "Seventeen."]
+    hypotheses = verifier().transcriber.transcribe([synthesize(p) for p in phrases], "en")
+    assert all(len(h.split()) <= 3 for h in hypotheses), hypotheses
+    assert np.mean([error_rate(p, h, "en")[1] for p, h in zip(phrases, hypotheses)]) <= 1.0, hypotheses

@@ -31,6 +31,11 @@ WHISPER_WINDOW_S = 30
 # Length buckets for faster-whisper (s) and the padding a clip needs after it (measured, see the class).
 DEFAULT_BUCKETS_S = (4, 6, 8, 10, 15, 20, 30)
 DEFAULT_HEADROOM_S = 3.0
+# A decode with more text tokens than this for its clip's length is Whisper looping into the
+# padding ("Good morning. Good morning. ..." 200 words for a 0.7 s clip of clean speech); fast
+# speech is about 4 words, 6 tokens a second.
+LOOP_TOKENS = 8
+LOOP_TOKENS_PER_S = 10
 
 
 def error_rate(reference: str, hypothesis: str, language: str, tags: bool = False) -> tuple[str, float | None]:
@@ -81,7 +86,8 @@ class FasterWhisperTranscriber:
         return Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language)
 
     def transcribe(self, audios: Sequence[np.ndarray], language: str) -> list[str]:
-        """One text per clip; one encoder + greedy decoder batch per bucket."""
+        """One text per clip; one encoder + greedy decoder batch per bucket, and a second decode
+        with repeats penalised for the clips whose first one looped."""
         from faster_whisper.audio import pad_or_trim
 
         tokenizer = self._tokenizer(language)
@@ -94,12 +100,24 @@ class FasterWhisperTranscriber:
         for seconds, members in buckets.items():
             frames = int(round(seconds * 100))
             features = np.stack([pad_or_trim(self.model.feature_extractor(audios[i])[..., :-1], frames) for i in members])
-            results = self.model.model.generate(
-                self.model.encode(features), [prompt] * len(members), beam_size=1, max_length=self.model.max_length
-            )
-            for i, result in zip(members, results):
-                ids = _until_past_end(result.sequences_ids[0], tokenizer.timestamp_begin, audios[i].size / SAMPLE_RATE)
+            results = self.model.model.generate(self.model.encode(features), [prompt] * len(members), beam_size=1,
+                                                max_length=self.model.max_length)
+            looped = []
+            for row, (i, result) in enumerate(zip(members, results)):
+                clip_s = audios[i].size / SAMPLE_RATE
+                ids = _until_past_end(result.sequences_ids[0], tokenizer.timestamp_begin, clip_s)
                 out[i] = tokenizer.decode(ids).strip()
+                if len(ids) > LOOP_TOKENS + LOOP_TOKENS_PER_S * clip_s:
+                    looped.append(row)
+            if looped:  # decoded again, repeats penalised: a clip that loops costs a second decode, no other does
+                again = self.model.model.generate(
+                    self.model.encode(features[looped]), [prompt] * len(looped), beam_size=1,
+                    max_length=self.model.max_length, repetition_penalty=1.2, no_repeat_ngram_size=3,
+                )
+                for row, result in zip(looped, again):
+                    i = members[row]
+                    ids = _until_past_end(result.sequences_ids[0], tokenizer.timestamp_begin, audios[i].size / SAMPLE_RATE)
+                    out[i] = tokenizer.decode(ids).strip()
         for i, text in enumerate(out):
             if text is None:
                 segments, _ = self.model.transcribe(
