@@ -155,6 +155,7 @@ def main() -> None:
     import torch
 
     from demo.sentences import HELD_OUT_EXAMPLES
+    from deployments.config import Defaults
 
     torch.set_num_threads(1)
     from llasa_core.codec import load_codec
@@ -165,9 +166,10 @@ def main() -> None:
     from verifiers.registry import build_verifier
     from tests.verifier_fixtures import synthesize as piper_speech
 
-    defaults = yaml.safe_load(Path("serve_config.yaml").read_text())["applications"][0]["args"]["defaults"]
-    sampling = {"temperature": args.temperature if args.temperature is not None else defaults.get("temperature", 0.8),
-                "top_p": args.top_p if args.top_p is not None else defaults.get("top_p", 1.0)}
+    defaults = Defaults(**yaml.safe_load(Path("serve_config.yaml").read_text())["applications"][0]["args"]["defaults"])
+    sampling = {"temperature": defaults.temperature if args.temperature is None else args.temperature,
+                "top_p": defaults.top_p if args.top_p is None else args.top_p,
+                "top_k": defaults.top_k, "repetition_penalty": defaults.repetition_penalty}
     sentences = {"prose": PROSE, "templates": HELD_OUT_EXAMPLES, "phrases": PHRASES, "tuning": TUNING}[args.text][: args.sentences]
     seen = training_words(Path(args.cache))
     unseen = sorted({w for s in sentences for w in re.findall(r"[a-z']+", s.lower())} - seen) if seen else None

@@ -313,22 +313,20 @@ def main() -> None:
     model = build_model(tokenizer, vocab, args).to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.05)
     step, best, seconds, last_eval = 0, float("inf"), 0.0, 0.0
-    if (out / "state.pt").exists():
-        state = torch.load(out / "state.pt", weights_only=False, map_location=args.device)
+    resuming = (out / "state.pt").exists()
+    start_from = out / "state.pt" if resuming else args.init_from
+    if start_from:
+        state = torch.load(start_from, weights_only=False, map_location=args.device)
         if state.get("codec") != corpus.codec_id:
-            raise SystemExit(f"{out}/state.pt learnt the codes of codec {state.get('codec')}, the data is coded by "
-                             f"{corpus.codec_id}: move it away to train afresh")
+            raise SystemExit(f"{start_from} learnt the codes of codec {state.get('codec')}, the data is coded by "
+                             f"{corpus.codec_id}" + (": move it away to train afresh" if resuming else ""))
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, best, seconds, last_eval = state["step"], state["best"], state["seconds"], state["last_eval"]
-        print(f"resumed at step {step}, best held-out loss {best:.3f}", flush=True)
-    elif args.init_from:
-        source = torch.load(args.init_from, weights_only=False, map_location=args.device)
-        if source.get("codec") != corpus.codec_id:
-            raise SystemExit(f"{args.init_from} learnt the codes of codec {source.get('codec')}, the data is coded by "
-                             f"{corpus.codec_id}")
-        model.load_state_dict(source["model"])
-        print(f"initialised from {args.init_from} (its step {source['step']})", flush=True)
+        if not resuming:
+            print(f"initialised from {args.init_from} (its step {state['step']})", flush=True)
+        else:
+            optimizer.load_state_dict(state["optimizer"])
+            step, best, seconds, last_eval = state["step"], state["best"], state["seconds"], state["last_eval"]
+            print(f"resumed at step {step}, best held-out loss {best:.3f}", flush=True)
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {len(corpus.train)} train / "
           f"{len(corpus.held_out)} held-out utterances, {corpus.frames / 50 / 3600:.2f} h of speech, "
           f"voices {sorted(corpus.references)}", flush=True)

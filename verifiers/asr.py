@@ -97,27 +97,25 @@ class FasterWhisperTranscriber:
             if audio.size <= WHISPER_WINDOW_S * SAMPLE_RATE:
                 buckets.setdefault(self.bucket_seconds(audio.size / SAMPLE_RATE), []).append(i)
         prompt = self.model.get_prompt(tokenizer, previous_tokens=[], without_timestamps=False)
+
+        def decode(rows: list[int], features: np.ndarray, **penalties) -> dict[int, list[int]]:
+            """Each clip's text tokens, cut at its end."""
+            results = self.model.model.generate(self.model.encode(features), [prompt] * len(rows), beam_size=1,
+                                                max_length=self.model.max_length, **penalties)
+            return {i: _until_past_end(r.sequences_ids[0], tokenizer.timestamp_begin, audios[i].size / SAMPLE_RATE)
+                    for i, r in zip(rows, results)}
+
         for seconds, members in buckets.items():
             frames = int(round(seconds * 100))
             features = np.stack([pad_or_trim(self.model.feature_extractor(audios[i])[..., :-1], frames) for i in members])
-            results = self.model.model.generate(self.model.encode(features), [prompt] * len(members), beam_size=1,
-                                                max_length=self.model.max_length)
-            looped = []
-            for row, (i, result) in enumerate(zip(members, results)):
-                clip_s = audios[i].size / SAMPLE_RATE
-                ids = _until_past_end(result.sequences_ids[0], tokenizer.timestamp_begin, clip_s)
-                out[i] = tokenizer.decode(ids).strip()
-                if len(ids) > LOOP_TOKENS + LOOP_TOKENS_PER_S * clip_s:
-                    looped.append(row)
+            ids = decode(members, features)
+            looped = [row for row, i in enumerate(members)
+                      if len(ids[i]) > LOOP_TOKENS + LOOP_TOKENS_PER_S * audios[i].size / SAMPLE_RATE]
             if looped:  # decoded again, repeats penalised: a clip that loops costs a second decode, no other does
-                again = self.model.model.generate(
-                    self.model.encode(features[looped]), [prompt] * len(looped), beam_size=1,
-                    max_length=self.model.max_length, repetition_penalty=1.2, no_repeat_ngram_size=3,
-                )
-                for row, result in zip(looped, again):
-                    i = members[row]
-                    ids = _until_past_end(result.sequences_ids[0], tokenizer.timestamp_begin, audios[i].size / SAMPLE_RATE)
-                    out[i] = tokenizer.decode(ids).strip()
+                ids.update(decode([members[row] for row in looped], features[looped],
+                                  repetition_penalty=1.2, no_repeat_ngram_size=3))
+            for i, text_ids in ids.items():
+                out[i] = tokenizer.decode(text_ids).strip()
         for i, text in enumerate(out):
             if text is None:
                 segments, _ = self.model.transcribe(
