@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from serve_support import ROOT
 
 # Measured on 2 shared cores, five runs (README "Autoscaling per stage"): up 18-22 s after the load
@@ -22,6 +24,7 @@ SCALE_UP_RUNNING_WITHIN_S = 150
 SCALE_DOWN_WITHIN_S = 50
 
 
+@pytest.mark.own_cluster
 def test_asr_verifier_scales_up_under_its_queue_and_back_down_while_the_lm_stays(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "bench" / "bench_autoscaling.py"), "--out", str(tmp_path),
                     "--load-seconds", "30", "--idle-seconds", "2", "--cooldown-seconds", "200"],

@@ -50,6 +50,7 @@ def assert_status(code: grpc.StatusCode, call, *args, **kwargs) -> str:
     return info.value.details
 
 
+@pytest.mark.own_cluster
 def test_readme_command_starts_the_service_that_speaks_and_stops_on_ctrl_c(tmp_path):
     """`serve run serve_config.yaml` and the quickstart's CLI call, both copied from the README, on
     free ports (the config is otherwise the committed one: the embedded demo model). The service

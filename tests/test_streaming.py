@@ -236,7 +236,8 @@ def demo_orchestrator():
     from llasa_core.prompt import PromptBuilder
 
     model = Path(__file__).resolve().parents[1] / "models" / "llasa-demo"
-    engine = LlasaTTS(TransformersLM(str(model / "lm")), load_codec(str(model / "codec")), {})
+    engine = LlasaTTS(TransformersLM(str(model / "lm"), quantize="int8"),  # as serve_config.yaml serves it
+                      load_codec(str(model / "codec")), {})
     orchestrator = SearchOrchestrator.func_or_class.__new__(SearchOrchestrator.func_or_class)
     orchestrator.prompt_builder = PromptBuilder.from_pretrained(str(model / "lm"))
     orchestrator.stages, orchestrator._layout_known = engine.stages, True
