@@ -191,6 +191,10 @@ def service(tmp_path_factory) -> Service:
     # Serve kills a proxy that is not ready within 3 checks of 5 s; starting one took longer than
     # that with the two cores busy (load 4), and `serve run` then exits.
     os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
+    # Idle, Serve's defaults (metrics exported every 0.1 s by each of 11 replicas, the controller's
+    # loop every 0.1 s) kept 0.59 of the 2 cores busy; these settings, 0.30 (README "CPU speed").
+    os.environ.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", "1000")
+    os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.5")
     context = ray.init(num_cpus=4, include_dashboard=False, namespace="serve", log_to_driver=False,
                        configure_logging=False, _metrics_export_port=metrics_port)
     process = None

@@ -104,5 +104,5 @@ def test_a_rebuilt_tokenizer_gives_every_token_the_same_id():
               "v = build_llasa_tokenizer(8, whole_tokens=['ə', 'ɪ']).get_vocab(); "
               "print(sorted(v.items()))")
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-            for _ in range(3)]
-    assert runs[0] == runs[1] == runs[2] and "('<|s_7|>'" in runs[0]
+            for _ in range(2)]  # two random byte orders agree by chance with negligible odds
+    assert runs[0] == runs[1] and "('<|s_7|>'" in runs[0]
