@@ -36,9 +36,10 @@ from protos.llasa.tts.v1 import tts_pb2 as pb
 
 from . import convert, speech_formats
 from .config import PROJECT_ROOT, LlasaAppArgs
-from .ingress import StatusError, TTSIngress, _cancel, _status_of, _statuses
+from .ingress import TTSIngress, _cancel, _status_of, _statuses
 from .metrics import SearchMetrics
 from .orchestrator import AudioChunk, RequestError, SynthesisJob, SynthesisOutcome
+from .status import StatusError
 from .voices import NO_VOICE, Voice, VoiceExists, VoiceNameError, VoiceNotFound, VoiceStore, check_name, new_voice
 
 PAGE = Path(__file__).with_name("static") / "index.html"

@@ -25,6 +25,7 @@ from . import convert
 from .auth import UNAUTHENTICATED_MESSAGE, KeyChecker
 from .config import LlasaAppArgs
 from .orchestrator import AudioChunk, RequestError, StageUnavailableError, SynthesisJob, SynthesisOutcome
+from .status import StatusError
 from .voices import VoiceExists, VoiceNameError, VoiceNotFound
 
 UNAVAILABLE_ERRORS = (DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, ActorDiedError,
@@ -33,10 +34,6 @@ UNAVAILABLE_ERRORS = (DeploymentUnavailableError, ReplicaUnavailableError, RayAc
 
 class Unauthenticated(Exception):
     """No valid API key in the request's metadata (the message never quotes what was sent)."""
-
-
-class StatusError(Exception):
-    """Raised after setting the gRPC status, so the proxy answers with that status."""
 
 
 @serve.deployment(name="TTSIngress", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
