@@ -16,9 +16,9 @@ torch.set_num_threads(1)
 
 def pytest_collection_modifyitems(items):
     """Tests that need no Ray cluster first, then those that start their own (`own_cluster`), then
-    those on the shared service: once up, its idle cluster keeps 0.6 of the 2 cores busy (Serve's
-    controller, health checks and metrics of 11 replicas; measured with top), which slowed every
-    test that ran beside it and, in CI, pushed the suite past 25 minutes."""
+    those on the shared service: once up, its idle cluster keeps 0.3 of the 2 cores busy (0.59 with
+    Serve's default intervals: tests/serve_support.py), which slowed every test that ran beside it
+    and, in CI, helped push the suite past 25 minutes."""
     def group(item) -> int:
         if "service" in item.fixturenames:
             return 2
