@@ -321,12 +321,12 @@ def main() -> None:
             raise SystemExit(f"{start_from} learnt the codes of codec {state.get('codec')}, the data is coded by "
                              f"{corpus.codec_id}" + (": move it away to train afresh" if resuming else ""))
         model.load_state_dict(state["model"])
-        if not resuming:
-            print(f"initialised from {args.init_from} (its step {state['step']})", flush=True)
-        else:
+        if resuming:
             optimizer.load_state_dict(state["optimizer"])
             step, best, seconds, last_eval = state["step"], state["best"], state["seconds"], state["last_eval"]
             print(f"resumed at step {step}, best held-out loss {best:.3f}", flush=True)
+        else:
+            print(f"initialised from {args.init_from} (its step {state['step']})", flush=True)
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {len(corpus.train)} train / "
           f"{len(corpus.held_out)} held-out utterances, {corpus.frames / 50 / 3600:.2f} h of speech, "
           f"voices {sorted(corpus.references)}", flush=True)

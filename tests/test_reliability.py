@@ -228,16 +228,21 @@ def test_server_timeout_stops_all_stage_work(client):
 
 
 # 3. Overload -----------------------------------------------------------------------------------------
-def rss_mb(deployments=("TTSIngress", "SearchOrchestrator")) -> float:
-    """Resident memory of the front of the service: the gRPC proxy, the ingress, the orchestrator."""
+def front_pids(deployments=("TTSIngress", "SearchOrchestrator")) -> list[int]:
+    """Processes of the front of the service: the gRPC proxy and the deployments' replicas."""
     import ray
 
+    return [actor["Pid"] for actor in ray._private.state.actors().values()
+            if actor["State"] == "ALIVE" and (any(actor["ActorClassName"].endswith(f":{d}") for d in deployments)
+                                              or "ProxyActor" in actor["ActorClassName"])]
+
+
+def rss_mb() -> float:
+    """Resident memory of the front of the service: the gRPC proxy, the ingress, the orchestrator."""
     total = 0.0
-    for actor in ray._private.state.actors().values():
-        name = actor["ActorClassName"]
-        if actor["State"] == "ALIVE" and (any(name.endswith(f":{d}") for d in deployments) or "ProxyActor" in name):
-            status = Path(f"/proc/{actor['Pid']}/status").read_text()
-            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
+    for pid in front_pids():
+        status = Path(f"/proc/{pid}/status").read_text()
+        total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
     return total
 
 
@@ -291,12 +296,9 @@ def test_an_error_answer_loads_no_model_library_into_the_grpc_proxy(client):
     """Serve pickles the ingress's exception to its gRPC proxy, which imports the exception's module
     to read it: that module must not pull in torch (deployments/status.py). It did, and the first
     error a fresh service answered held every request through the proxy for 6-7 s."""
-    import ray
-
     code, _, _ = status_of(client.synthesize, "Hello.", SynthesisOptions(n=10_000))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    [proxy] = [a["Pid"] for a in ray._private.state.actors().values()
-               if "ProxyActor" in a["ActorClassName"] and a["State"] == "ALIVE"]
+    [proxy] = front_pids(deployments=())
     libraries = {line.split()[-1] for line in Path(f"/proc/{proxy}/maps").read_text().splitlines() if ".so" in line}
     assert not [lib for lib in libraries if "libtorch" in lib or "ctranslate2" in lib]
 
