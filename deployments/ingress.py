@@ -17,7 +17,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
-from llasa_core.lm import KVBudgetExhausted, SessionError
+from llasa_core.stages import KVBudgetExhausted, SessionError
 from llasa_core.search import SearchConfigError, VerifiersUnavailableError
 from protos.llasa.tts.v1 import tts_pb2 as pb
 

@@ -1,4 +1,4 @@
-"""Audio I/O for the whole project: everything inside is 16 kHz mono float32 in [-1, 1].
+"""Audio I/O and joining for the whole project: everything inside is 16 kHz mono float32 in [-1, 1].
 
 soundfile reads and writes, scipy resamples (polyphase, exact for rational ratios); torchaudio
 has no CPU build that matches the pinned torch.
@@ -129,3 +129,29 @@ def write_wav(audio: np.ndarray, path_or_none: str | None = None, sample_rate: i
         with open(path_or_none, "wb") as f:
             f.write(data)
     return data
+
+
+CROSSFADE_SAMPLES = 160  # 10 ms at 16 kHz: long enough to hide the seam, short enough to keep transients
+
+
+def continue_audio(previous: np.ndarray, window: np.ndarray, new_tokens: int, samples_per_token: int,
+                   redo_tokens: int = 0, crossfade: int = CROSSFADE_SAMPLES) -> np.ndarray:
+    """`previous` audio extended by the new codes of a windowed decode.
+
+    `window` is the decode of (left-context codes + new codes). Its new samples are kept, and so are
+    those of the last `redo_tokens` context codes, which replace the end of `previous`: that end was
+    decoded without the codes that follow it. The `crossfade` samples before the seam fade from
+    `previous` into the window's own audio of the same codes, so the seam has no step.
+    """
+    keep = (new_tokens + redo_tokens) * samples_per_token
+    seam = len(window) - keep
+    if seam < 0 or redo_tokens * samples_per_token > len(previous):
+        raise ValueError(f"a window of {len(window)} samples cannot redo {redo_tokens} tokens "
+                         f"and add {new_tokens} to {len(previous)} samples")
+    previous = previous[: len(previous) - redo_tokens * samples_per_token]
+    fade = min(crossfade, len(previous), seam)
+    if fade <= 0:
+        return np.concatenate([previous, window[seam:]]).astype(np.float32)
+    ramp = np.linspace(0.0, 1.0, fade + 2, dtype=np.float32)[1:-1]
+    faded = previous[len(previous) - fade :] * (1.0 - ramp) + window[seam - fade : seam] * ramp
+    return np.concatenate([previous[: len(previous) - fade], faded, window[seam:]]).astype(np.float32)

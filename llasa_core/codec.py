@@ -15,7 +15,7 @@ import kaldi_native_fbank as knf
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE
+from .audio import CROSSFADE_SAMPLES, SAMPLE_RATE, continue_audio
 
 
 class Codec(Protocol):
@@ -58,32 +58,6 @@ def kaldi_fbank_features(audio: np.ndarray, hop_length: int) -> np.ndarray:
     frames = (frames - frames.mean(0)) / np.sqrt(frames.var(0, ddof=1) + 1e-7)
     frames = frames[: len(frames) // 2 * 2]
     return frames.reshape(len(frames) // 2, 160).astype(np.float32)
-
-
-CROSSFADE_SAMPLES = 160  # 10 ms at 16 kHz: long enough to hide the seam, short enough to keep transients
-
-
-def continue_audio(previous: np.ndarray, window: np.ndarray, new_tokens: int, samples_per_token: int,
-                   redo_tokens: int = 0, crossfade: int = CROSSFADE_SAMPLES) -> np.ndarray:
-    """`previous` audio extended by the new codes of a windowed decode.
-
-    `window` is the decode of (left-context codes + new codes). Its new samples are kept, and so are
-    those of the last `redo_tokens` context codes, which replace the end of `previous`: that end was
-    decoded without the codes that follow it. The `crossfade` samples before the seam fade from
-    `previous` into the window's own audio of the same codes, so the seam has no step.
-    """
-    keep = (new_tokens + redo_tokens) * samples_per_token
-    seam = len(window) - keep
-    if seam < 0 or redo_tokens * samples_per_token > len(previous):
-        raise ValueError(f"a window of {len(window)} samples cannot redo {redo_tokens} tokens "
-                         f"and add {new_tokens} to {len(previous)} samples")
-    previous = previous[: len(previous) - redo_tokens * samples_per_token]
-    fade = min(crossfade, len(previous), seam)
-    if fade <= 0:
-        return np.concatenate([previous, window[seam:]]).astype(np.float32)
-    ramp = np.linspace(0.0, 1.0, fade + 2, dtype=np.float32)[1:-1]
-    faded = previous[len(previous) - fade :] * (1.0 - ramp) + window[seam - fade : seam] * ramp
-    return np.concatenate([previous[: len(previous) - fade], faded, window[seam:]]).astype(np.float32)
 
 
 def windowed_decode(codec: "Codec", codes: Sequence[int], step_tokens: int, context_tokens: int,

@@ -33,15 +33,7 @@ from transformers import (
 )
 
 from .lm_pool import KVPool, StepCache
-from .stages import Continuation, GenerateRequest, GenerateResult, SamplingParams
-
-
-class SessionError(ValueError):
-    """A call that does not fit the session's state (unknown session, bad parent index)."""
-
-
-class KVBudgetExhausted(RuntimeError):
-    """No room in this replica's KV budget for a new session, and the wait queue is full."""
+from .stages import Continuation, GenerateRequest, GenerateResult, KVBudgetExhausted, SamplingParams, SessionError
 
 
 # Released session ids remembered so that a start already under way cannot register one again.

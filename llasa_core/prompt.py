@@ -131,11 +131,14 @@ class PromptBuilder:
 
     @classmethod
     def from_pretrained(cls, model: str, tokenizer=None) -> "PromptBuilder":
-        from transformers import AutoTokenizer
+        """Without a tokenizer, load the checkpoint's tokenizer.json (every Llasa checkpoint ships
+        one) as a fast tokenizer: the class AutoTokenizer picks for it, without AutoTokenizer's
+        import of torch, so the orchestrator builds prompts without a model library in memory."""
+        from transformers import PreTrainedTokenizerFast
 
         from .frontend import load_frontend
 
-        return cls(tokenizer or AutoTokenizer.from_pretrained(model), load_frontend(model))
+        return cls(tokenizer or PreTrainedTokenizerFast.from_pretrained(model), load_frontend(model))
 
     def __call__(self, text: str, reference_text: str | None = None, reference_codes: Sequence[int] = ()) -> list[int]:
         if self.frontend is not None:

@@ -2,7 +2,8 @@
 
 The search is written against the async protocols below. In process they are plain objects
 (see `llasa_core.engine`); under Ray Serve they are deployment handles with the same methods.
-Everything here is a small picklable dataclass so it crosses process boundaries unchanged.
+Everything here is a small picklable dataclass or exception so it crosses process boundaries
+unchanged, and imports no model library (the ingress and the gRPC proxy unpickle these).
 """
 
 from __future__ import annotations
@@ -11,6 +12,14 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 import numpy as np
+
+
+class SessionError(ValueError):
+    """An LM call that does not fit the session's state (unknown session, bad parent index)."""
+
+
+class KVBudgetExhausted(RuntimeError):
+    """No room in an LM replica's KV budget for a new session, and its wait queue is full."""
 
 
 @dataclass(frozen=True)

@@ -127,10 +127,31 @@ def stop_serve_run(process: subprocess.Popen) -> None:
             continue
 
 
+def model_libraries(pid: int) -> set[str]:
+    """torch's and CTranslate2's shared libraries mapped into a process."""
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {line.split()[-1] for line in maps if "libtorch" in line or "ctranslate2" in line}
+
+
+def ray_processes(session: int) -> dict[int, str]:
+    """pid -> process title (`ray::ServeReplica:llasa:TTSIngress`, `ray::ProxyActor`) of the Ray
+    processes in one process session: a `serve run` and the local cluster it started (each worker
+    has a process group of its own, but stays in the session)."""
+    titles = {}
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            stat = (proc / "stat").read_text()
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode()
+            if title.startswith("ray::") and int(stat.rsplit(")", 1)[1].split()[3]) == session:
+                titles[int(proc.name)] = title
+    return titles
+
+
 @dataclass
 class CommittedService:
     address: str  # gRPC, host:port
     url: str  # HTTP, http://host:port
+    session: int  # process session of `serve run` and its cluster
     stop_seconds: float | None = None  # from Ctrl-C to exit, once stopped
 
 
@@ -147,7 +168,7 @@ def committed_service(work: Path, ray_address: str = "local", **app_args) -> Ite
     # RAY_ADDRESS=local: a private cluster, never one another user started on this machine.
     process = start_serve_run(work / "serve_config.yaml", work / "serve.log", {**os.environ, "RAY_ADDRESS": ray_address})
     service = CommittedService(f"127.0.0.1:{config['grpc_options']['port']}",
-                               f"http://127.0.0.1:{config['http_options']['port']}")
+                               f"http://127.0.0.1:{config['http_options']['port']}", process.pid)
     try:
         wait_until_up(service.address, process)
         yield service

@@ -124,7 +124,7 @@ def test_windowed_decode_matches_a_whole_decode_on_xcodec2(tiny_codec):
 
 
 def test_continue_audio_keeps_the_new_samples_and_fades_the_seam():
-    from llasa_core.codec import continue_audio
+    from llasa_core.audio import continue_audio
 
     previous = np.ones(1000, dtype=np.float32)
     window = np.full(600, 3.0, dtype=np.float32)  # 2 context tokens + 4 new, 100 samples a token

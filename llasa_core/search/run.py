@@ -14,7 +14,7 @@ from typing import Awaitable, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..codec import CROSSFADE_SAMPLES, continue_audio
+from ..audio import CROSSFADE_SAMPLES, continue_audio
 from ..stages import CodecStage, GenerateRequest, LMStage, ScoreContext, VerifierScore, VerifierStage
 from .config import SearchConfig
 from .result import Candidate, ComputeAccount, SearchResult, StepCandidate, StepEvent
