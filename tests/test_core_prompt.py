@@ -106,3 +106,18 @@ def test_a_rebuilt_tokenizer_gives_every_token_the_same_id():
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
             for _ in range(2)]  # two random byte orders agree by chance with negligible odds
     assert runs[0] == runs[1] and "('<|s_7|>'" in runs[0]
+
+
+@pytest.mark.parametrize("checkpoint", ["tiny", "models/llasa-demo/lm"])
+def test_the_orchestrators_prompts_are_the_lms(checkpoint, tiny_llasa_path):
+    """The orchestrator loads the tokenizer without AutoTokenizer (which imports torch); the LM
+    replica loads it with AutoTokenizer: both must give the same ids, the demo's phonemiser too."""
+    from llasa_core.prompt import PromptBuilder
+
+    path = str(tiny_llasa_path) if checkpoint == "tiny" else checkpoint
+    orchestrator = PromptBuilder.from_pretrained(path)
+    lm = PromptBuilder.from_pretrained(path, AutoTokenizer.from_pretrained(path))
+    args = ("Dr. Smith paid $42 on 3 May, didn't she?", "Ein Beispiel: naïve café.", [0, 7, 3])
+    assert type(orchestrator.tokenizer) is type(lm.tokenizer)
+    assert orchestrator(*args) == lm(*args)
+    assert orchestrator("Hello.") == lm("Hello.")
