@@ -17,8 +17,8 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
-from llasa_core.stages import KVBudgetExhausted, SessionError
 from llasa_core.search import SearchConfigError, VerifiersUnavailableError
+from llasa_core.stages import KVBudgetExhausted, SessionError
 from protos.llasa.tts.v1 import tts_pb2 as pb
 
 from . import convert

@@ -301,9 +301,9 @@ def test_an_error_answer_loads_no_model_library_into_the_grpc_proxy_or_the_ingre
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     code, _, _ = status_of(client.synthesize, "Hello.", SynthesisOptions(outcome_verifiers=CHEAP, **QUICK))
     assert code == grpc.StatusCode.OK
-    pids = front_pids(deployments=("TTSIngress",))
-    assert len(pids) == 2
-    assert not {pid: model_libraries(pid) for pid in pids if model_libraries(pid)}
+    libraries = {pid: model_libraries(pid) for pid in front_pids(deployments=("TTSIngress",))}
+    assert len(libraries) == 2
+    assert not any(libraries.values()), libraries
 
 
 # 4. Replica failures ---------------------------------------------------------------------------------

@@ -86,12 +86,12 @@ def test_readme_command_starts_the_service_that_speaks_and_stops_on_ctrl_c(tmp_p
         # Only the stage replicas load a model library; the front (gRPC proxy, ingress, orchestrator)
         # stays small: 83, 137 and 160 MB private memory here, against 355 MB for an ingress with torch.
         processes = ray_processes(service.session)
-        libraries = {title: model_libraries(pid) for pid, title in processes.items()}
-        front = {title: libs for title, libs in libraries.items()
+        front = {pid: model_libraries(pid) for pid, title in processes.items()
                  if any(part in title for part in ("ProxyActor", ":TTSIngress", ":SearchOrchestrator"))}
         assert len(front) == 3, processes
         assert not any(front.values()), front
-        assert any(libs for title, libs in libraries.items() if ":LMSampler" in title), "the check sees no libtorch"
+        assert any(model_libraries(pid) for pid, title in processes.items() if ":LMSampler" in title), \
+            "the check sees no libtorch"
     stopped = service.stop_seconds
     print(f"Ctrl-C to exit: {stopped:.1f} s")
     # Measured here: 9.4-9.8 s from Ctrl-C to exit (README: within 10 s); once, in a CI run, over 60 s.
