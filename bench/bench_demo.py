@@ -104,11 +104,12 @@ def training_words(cache: Path, data: Path = Path("demo/data")) -> set[str]:
     return words
 
 
-def cloning(engine, sentences, sampling: dict) -> dict:
+def cloning(engine, sentences, sampling: dict, default_voice: dict) -> dict:
     """Zero-shot cloning of a voice no training data has (demo.voices.HELD_OUT_VOICE): speaker
     cosine (resemblyzer, the speaker verifier's embedder) between each output and the reference,
-    prompted with the reference and, for comparison, without (the model's default voice). Both
-    are N = 1, seeded alike."""
+    prompted with the reference and, for comparison, with the default voice (what a request
+    without a reference gets) and with no reference at all (the model's own pick). All are N = 1,
+    seeded alike."""
     import asyncio
 
     from demo.data import load_piper, speak
@@ -120,9 +121,12 @@ def cloning(engine, sentences, sampling: dict) -> dict:
     reference_text = "The weather today is sunny with a light breeze from the west."
     reference = peak_normalise(transform(speak(load_piper(0), reference_text, 1.0, 0.667, 0.8), HELD_OUT_VOICE))
     embedder = ResemblyzerEmbedder()
-    outputs = {"cloned": [], "default_voice": []}
+    arms = {"cloned": {"reference_audio": reference, "reference_text": reference_text}, "no_reference": {}}
+    if default_voice:
+        arms["default_voice"] = default_voice
+    outputs = {name: [] for name in arms}
     for index, text in enumerate(sentences):
-        for name, kwargs in (("cloned", {"reference_audio": reference, "reference_text": reference_text}), ("default_voice", {})):
+        for name, kwargs in arms.items():
             config = SearchConfig(n=1, seed=200 + index, **sampling)
             outputs[name].append(asyncio.run(engine.synthesize(text, config, **kwargs)).chosen.audio)
     unit = lambda e: e / np.linalg.norm(e, axis=-1, keepdims=True)
@@ -149,6 +153,8 @@ def main() -> None:
                         help="sampling temperature (default: serve_config.yaml's defaults.temperature)")
     parser.add_argument("--top-p", type=float, default=None, help="default: serve_config.yaml's defaults.top_p")
     parser.add_argument("--cache", default=".cache/demo", help="for the training vocabulary, if present")
+    parser.add_argument("--no-default-voice", action="store_true",
+                        help="prompt without a reference, ignoring serve_config.yaml's lm.default_voice")
     parser.add_argument("--out", default="out/bench_demo.json")
     args = parser.parse_args()
 
@@ -164,9 +170,19 @@ def main() -> None:
     from llasa_core.search import SearchConfig
     from verifiers.asr import FasterWhisperTranscriber, PocketSphinxTranscriber, error_rate
     from verifiers.registry import build_verifier
+    from deployments.voices import read_voice_file
     from tests.verifier_fixtures import synthesize as piper_speech
 
-    defaults = Defaults(**yaml.safe_load(Path("serve_config.yaml").read_text())["applications"][0]["args"]["defaults"])
+    served = yaml.safe_load(Path("serve_config.yaml").read_text())["applications"][0]["args"]
+    defaults = Defaults(**served["defaults"])
+    voice_file = None if args.no_default_voice else served["lm"].get("default_voice")
+    if voice_file and args.model != "models/llasa-demo":
+        voice_file = f"{args.model}/{Path(voice_file).name}"  # the candidate's own
+    voice, voice_text, voice_codes = {}, None, []  # what a request without a reference gets: the default voice, or none
+    if voice_file:
+        default = read_voice_file(voice_file)
+        voice, voice_text, voice_codes = ({"reference_audio": default.audio, "reference_text": default.transcript},
+                                          default.transcript, default.codes)
     sampling = {"temperature": defaults.temperature if args.temperature is None else args.temperature,
                 "top_p": defaults.top_p if args.top_p is None else args.top_p,
                 "top_k": defaults.top_k, "repetition_penalty": defaults.repetition_penalty}
@@ -186,10 +202,10 @@ def main() -> None:
 
     picks = {"n1": [], "best_of_4": [], "best_of_8": []}
     for repeat, (index, text) in ((r, item) for r in range(args.seeds) for item in enumerate(sentences)):
-        prompt_length = len(engine.lm.prompt_ids(text))
+        prompt_length = len(engine.lm.prompt_ids(text, voice_text, voice_codes))
         config = SearchConfig(n=args.n, outcome_verifiers={"asr": 1.0}, seed=index + 1000 * repeat,
                               max_total_tokens=prompt_length + 600, **sampling)
-        result = asyncio.run(engine.synthesize(text, config))
+        result = asyncio.run(engine.synthesize(text, config, **voice))
         by_id = sorted(result.candidates, key=lambda c: c.id)
         chosen = {
             "n1": by_id[0],
@@ -203,7 +219,7 @@ def main() -> None:
               f"{[round(c.outcome_scores['asr'].raw, 2) for c in by_id if 'asr' in c.outcome_scores]}", flush=True)
 
     report: dict = {"text": args.text, "sentences": len(sentences), "seeds": args.seeds, "unseen_words": unseen,
-                    "quantize": args.quantize,
+                    "quantize": args.quantize, "default_voice": voice_file,
                     "sampling": sampling}
     ears = {"judge_pocketsphinx": judge, "judge_whisper_base": whisper_base, "verifier_asr_whisper": whisper}
     for name, items in picks.items():
@@ -223,7 +239,7 @@ def main() -> None:
         walls, seconds = 0.0, 0.0
         for index, text in enumerate(sentences[:5]):
             started = time.perf_counter()
-            result = asyncio.run(plain.synthesize(text, SearchConfig(n=1, seed=100 + index, **sampling)))
+            result = asyncio.run(plain.synthesize(text, SearchConfig(n=1, seed=100 + index, **sampling), **voice))
             walls += time.perf_counter() - started
             seconds += len(result.chosen.audio) / codec.sample_rate
         plain.lm.close()
@@ -237,7 +253,7 @@ def main() -> None:
             "wer_round_trip": float(np.mean([wer(t, h) for t, h in zip(sentences, transcriber.transcribe(coded, "en"))])),
         }
     if args.clone:
-        report["cloning"] = cloning(engine, PROSE[: args.clone], sampling)
+        report["cloning"] = cloning(engine, PROSE[: args.clone], sampling, voice)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -269,6 +269,18 @@ def save_best(model, tokenizer, folder: Path, info: dict) -> None:
     tmp.rename(folder)
 
 
+def load_weights(path: Path, device: str) -> dict:
+    """A state.pt, or a saved model folder read as one: its weights, step and codec (training.json)."""
+    if not path.is_dir():
+        return torch.load(path, weights_only=False, map_location=device)
+    from safetensors.torch import load_file
+
+    info = json.loads((path / "training.json").read_text())
+    weights = load_file(path / "model.safetensors", device=device)
+    weights.setdefault("lm_head.weight", weights["model.embed_tokens.weight"])  # tied: saved once
+    return {"model": weights, "step": info["step"], "codec": info["codec"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="demo/data", help="demo.data's output: codec/ and codes/")
@@ -288,8 +300,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     # About 4.5 epochs: an epoch of the 21.7 h is ~1300 batches of 6000 tokens, 1.6-2.2 s each on 2 cores.
     parser.add_argument("--max-steps", type=int, default=5_800)
-    parser.add_argument("--init-from", help="a state.pt whose weights start this run (with its own --out, optimizer "
-                                            "and schedule): to train on after a schedule has ended")
+    parser.add_argument("--init-from", help="a state.pt or a saved model folder (best/, models/llasa-demo/lm) whose "
+                                            "weights start this run (with its own --out, optimizer and schedule): to "
+                                            "train on after a schedule has ended")
     parser.add_argument("--tokens-per-batch", type=int, default=6000)
     parser.add_argument("--checkpoint-every", type=float, default=300, help="seconds between saves of state.pt")
     parser.add_argument("--eval-every", type=float, default=1800,
@@ -316,7 +329,7 @@ def main() -> None:
     resuming = (out / "state.pt").exists()
     start_from = out / "state.pt" if resuming else args.init_from
     if start_from:
-        state = torch.load(start_from, weights_only=False, map_location=args.device)
+        state = load_weights(Path(start_from), args.device)
         if state.get("codec") != corpus.codec_id:
             raise SystemExit(f"{start_from} learnt the codes of codec {state.get('codec')}, the data is coded by "
                              f"{corpus.codec_id}" + (": move it away to train afresh" if resuming else ""))

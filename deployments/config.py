@@ -59,6 +59,10 @@ class LMArgs(_Args):
         "none", description='a long text is searched chunk by chunk; without a reference voice, "previous" gives '
                             "each chunk the previous chunk's speech as its voice (Llasa's chunking; keeps the voice), "
                             '"none" starts each chunk afresh (the demo model cannot continue its own speech)')
+    default_voice: str | None = Field(
+        None, description="a voice file (.npz, as the voice store keeps them; a path inside the repo or an fsspec URL) "
+                          "that speaks every request bringing no reference or saved voice, so one voice answers and "
+                          "a seed repeats; none: the model picks a voice per sample, as Llasa without a reference does")
 
     @model_validator(mode="after")
     def _check_quantize(self) -> "LMArgs":
@@ -214,12 +218,18 @@ class LlasaAppArgs(_Args):
         return self
 
 
+def in_repo(path: str) -> str:
+    """A relative path that exists inside the repo, from its root whatever a replica's cwd (e.g.
+    models/llasa-demo/lm); anything else (a hub id, a URL, an absolute path) as given."""
+    inside = PROJECT_ROOT / path
+    return str(inside) if not os.path.isabs(path) and "://" not in path and inside.exists() else path
+
+
 def resolve_model(model: str, kind: Literal["llasa", "xcodec2"], cache_dir: str) -> str:
     """A loadable path or hub id (relative paths inside the repo resolve from its root); "tiny-random" builds the tiny checkpoint once, atomically,
     since several replicas may start at the same moment."""
     if model != TINY_RANDOM:
-        in_repo = PROJECT_ROOT / model  # e.g. models/llasa-demo/lm, whatever a replica's cwd
-        return str(in_repo) if not os.path.isabs(model) and in_repo.exists() else model
+        return in_repo(model)
     from llasa_core.tiny_checkpoints import make_tiny_llasa, make_tiny_xcodec2
 
     root = Path(cache_dir) if os.path.isabs(cache_dir) else PROJECT_ROOT / cache_dir

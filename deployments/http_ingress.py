@@ -148,7 +148,8 @@ class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(..., description="any name; this server serves one model")
     input: str
-    voice: str | dict = Field(NO_VOICE, description=f"a saved voice's name, or {NO_VOICE!r} (no reference)")
+    voice: str | dict = Field(NO_VOICE, description=f"a saved voice's name, or {NO_VOICE!r} (the server's default "
+                                                    "voice, lm.default_voice; no reference if none is configured)")
     response_format: str = "mp3"
     speed: float = 1.0
     stream_format: str = "audio"

@@ -24,8 +24,9 @@ from llasa_core.search import SearchConfig, SearchResult, Stages, StepEvent, run
 from llasa_core.stages import GenerateRequest, GenerateResult, ScoreContext, VerifierScore
 
 from . import long_text, request_context
-from .config import CodecArgs, LMArgs, ResilienceArgs, resolve_model
+from .config import CodecArgs, LMArgs, ResilienceArgs, in_repo, resolve_model
 from .request_context import DeadlineExceeded
+from .voices import read_voice_file
 
 logger = logging.getLogger("ray.serve")
 
@@ -245,6 +246,8 @@ class SearchOrchestrator:
     ):
         self.prompt_builder = PromptBuilder.from_pretrained(resolve_model(lm_args.model, "llasa", tiny_cache_dir))
         self.long_text_voice = lm_args.long_text_voice
+        self.default_voice = read_voice_file(in_repo(lm_args.default_voice)) if lm_args.default_voice else None
+        self.codec_model = codec_args.model
         self.codec = codec
         self.policy = resilience
         self.stages = Stages(lm=ServeLM(lm, resilience), codec=ServeCodec(codec, resilience),
@@ -307,6 +310,8 @@ class SearchOrchestrator:
             self.stages.sample_rate, self.stages.samples_per_token = rate, hop
             self._layout_known = True
         started = time.perf_counter()
+        if job.reference_audio is None and self.default_voice is not None:
+            job = self._with_default_voice(job)
         reference_codes: list[int] = list(job.reference_codes or ())
         if job.reference_audio is not None and job.reference_codes is None:
             reference_codes = await call_idempotent(
@@ -335,6 +340,14 @@ class SearchOrchestrator:
             words=words,
             judge=judge,
         )
+
+    def _with_default_voice(self, job: SynthesisJob) -> SynthesisJob:
+        """The job spoken in the configured default voice, as if it had named it as a saved voice
+        (its stored codes are used while this codec made them)."""
+        voice = self.default_voice
+        codes = tuple(voice.codes) if voice.codec == self.codec_model else None
+        return dataclasses.replace(job, reference_audio=voice.audio, reference_text=voice.transcript,
+                                   reference_codes=codes)
 
     def _prompt(self, text: str, reference_text: str | None, reference_codes: Sequence[int]) -> list[int]:
         try:

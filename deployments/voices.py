@@ -21,7 +21,7 @@ import fsspec
 import numpy as np
 
 VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-NO_VOICE = "default"  # the model's own voice: no reference
+NO_VOICE = "default"  # the configured default voice (lm.default_voice), or no reference if none is
 SUFFIX = ".npz"
 
 
@@ -78,12 +78,8 @@ class VoiceStore:
         if self.fs.exists(path):
             raise VoiceExists(f"a voice named {voice.name!r} exists: DELETE /v1/audio/voices/{voice.name} first "
                               "(gRPC: DeleteVoice), or choose another name")
-        buffer = io.BytesIO()
-        meta = {"transcript": voice.transcript, "codec": voice.codec, "created_at": voice.created_at}
-        np.savez(buffer, audio=voice.audio.astype(np.float32), codes=np.asarray(voice.codes, dtype=np.int64),
-                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
         scratch = f"{self.root.rstrip('/')}/.{voice.name}.{uuid.uuid4().hex}.tmp"
-        self.fs.pipe_file(scratch, buffer.getvalue())
+        self.fs.pipe_file(scratch, voice_to_bytes(voice))
         try:
             self.fs.mv(scratch, path)
         finally:
@@ -96,10 +92,7 @@ class VoiceStore:
             data = self.fs.cat_file(path)
         except FileNotFoundError:
             raise VoiceNotFound(name) from None
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            meta = json.loads(arrays["meta"].tobytes())
-            return Voice(name=name, transcript=meta["transcript"], audio=arrays["audio"],
-                         codes=arrays["codes"].tolist(), codec=meta["codec"], created_at=int(meta["created_at"]))
+        return voice_from_bytes(name, data)
 
     def names(self) -> list[str]:
         found = []
@@ -115,6 +108,27 @@ class VoiceStore:
             self.fs.rm(path)
         except FileNotFoundError:
             raise VoiceNotFound(name) from None
+
+
+def voice_to_bytes(voice: Voice) -> bytes:
+    buffer = io.BytesIO()
+    meta = {"transcript": voice.transcript, "codec": voice.codec, "created_at": voice.created_at}
+    np.savez(buffer, audio=voice.audio.astype(np.float32), codes=np.asarray(voice.codes, dtype=np.int64),
+             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    return buffer.getvalue()
+
+
+def voice_from_bytes(name: str, data: bytes) -> Voice:
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        meta = json.loads(arrays["meta"].tobytes())
+        return Voice(name=name, transcript=meta["transcript"], audio=arrays["audio"],
+                     codes=arrays["codes"].tolist(), codec=meta["codec"], created_at=int(meta["created_at"]))
+
+
+def read_voice_file(path: str) -> Voice:
+    """A voice stored alone in the store's format, e.g. the one a model folder ships as its default."""
+    with fsspec.open(path, "rb") as file:
+        return voice_from_bytes(path.rstrip("/").rsplit("/", 1)[-1].removesuffix(SUFFIX), file.read())
 
 
 def new_voice(name: str, transcript: str, audio: np.ndarray, codes: list[int], codec: str) -> Voice:

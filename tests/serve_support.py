@@ -50,6 +50,9 @@ def test_config(base: dict, grpc_port: int, http_port: int, keys_file: Path | No
     # The tiny random checkpoints: their searches never stop early, so a test can make one last as
     # long as it needs. The README test serves the embedded demo model exactly as configured.
     args["lm"]["model"] = args["codec"]["model"] = "tiny-random"
+    # No default voice: a request without a reference has none, so the speaker verifier answers "does
+    # not apply" at once where a test needs no scores. The README test serves the configured one.
+    args["lm"]["default_voice"] = None
     if keys_file is not None:
         args["auth"] = {"api_keys_file": str(keys_file)}
     # A stage with no running replica fails a call after stage_timeout_s, three times at most: so a

@@ -122,6 +122,31 @@ def test_zero_shot_cloning_continues_the_reference(demo):
     assert same.raw > other.raw + 0.1, (same.raw, other.raw)
 
 
+def test_the_default_voice_is_the_codecs_own_and_every_seed_speaks_in_it(demo):
+    """voice.npz (serve_config.yaml's lm.default_voice) holds codes of this codec for its audio
+    and says its transcript; prompted with it, outputs of different seeds sound like it, more than
+    like another voice saying the same."""
+    from verifier_fixtures import other_voice
+
+    from deployments.voices import read_voice_file
+    from llasa_core.stages import ScoreContext
+    from verifiers.registry import build_verifier
+
+    engine, asr = demo
+    voice = read_voice_file(str(MODEL / "voice.npz"))
+    assert voice.codes == engine.codec.encode(voice.audio)
+    (transcript,) = asr.transcriber.transcribe([voice.audio], "en")
+    assert words_heard(transcript, voice.transcript) >= 0.8, transcript
+    outputs = [asyncio.run(engine.synthesize(TEXT, SearchConfig(n=1, seed=seed, max_total_tokens=1000),
+                                             reference_audio=voice.audio, reference_text=voice.transcript)).chosen.audio
+               for seed in (1, 2)]
+    speaker = build_verifier({"name": "speaker", "kind": "speaker"})
+    stranger = other_voice(voice.audio)
+    scores = speaker.score(outputs * 2, [ScoreContext(TEXT, reference_audio=r) for r in (voice.audio,) * 2 + (stranger,) * 2])
+    same, other = [s.raw for s in scores[:2]], [s.raw for s in scores[2:]]
+    assert min(same) > max(other) + 0.05, (same, other)
+
+
 def test_int8_weights_keep_the_demo_models_predictions(demo):
     """`quantize="int8"` (the CPU speed option) replaces the decoder's linear layers and predicts
     nearly what float32 predicts at every speech position of real speech: mean KL well under a

@@ -21,6 +21,8 @@ from serve_support import ROOT, TEST_API_KEY, committed_service, model_libraries
 
 from llasa_client import SynthesisOptions, TTSClient, TTSError
 from llasa_client.client import build_request
+from deployments.voices import read_voice_file
+from llasa_core.prompt import PromptBuilder
 from llasa_core.stages import ScoreContext
 from protos.llasa.tts.v1 import tts_pb2 as pb
 from protos.llasa.tts.v1 import tts_pb2_grpc
@@ -78,6 +80,10 @@ def test_readme_command_starts_the_service_that_speaks_and_stops_on_ctrl_c(tmp_p
         [verdict] = build_verifier({"name": "judge", "kind": "asr", "backend": "pocketsphinx"}).score(
             [sf.read(io.BytesIO(response.audio), dtype="float32")[0]], [ScoreContext(text)])
         assert verdict.raw <= 0.5, f"the judge heard {verdict.detail.get('transcript')!r} for {text!r}"
+        # no reference in the request: the configured default voice speaks, from its stored codes
+        voice = read_voice_file(str(ROOT / "models/llasa-demo/voice.npz"))
+        prompt = PromptBuilder.from_pretrained(str(ROOT / "models/llasa-demo/lm"))(text, voice.transcript, voice.codes)
+        assert response.prompt_tokens == len(prompt) and response.timings.reference_encode_seconds < 0.05
         # word timestamps: the request's own words, in order, in time, inside the audio
         assert [w.word.strip(".,") for w in response.words] == text.rstrip(".").split()
         times = [t for w in response.words for t in (w.start_seconds, w.end_seconds)]
