@@ -232,10 +232,12 @@ def main() -> None:
             # swamp a mean of 20: capped, such an utterance counts as wholly wrong, not 20 times.
             report[name][f"wer_{ear}_capped"] = float(np.mean(np.minimum(errors, 1.0)))
 
-    # Real-time factor of one plain request (N = 1, no verifier), the first sentences, both precisions.
+    # Real-time factor of one plain request (N = 1, no verifier), the first sentences, both precisions,
+    # on a warm engine as a serving replica is (the first request of a process pays ~1 s of setup).
     report["rtf_n1"] = {}
     for quantize in (None, "int8"):
         plain = LlasaTTS(TransformersLM(f"{args.model}/lm", quantize=quantize), codec, {})
+        asyncio.run(plain.synthesize(sentences[-1], SearchConfig(n=1, seed=99, **sampling), **voice))
         walls, seconds = 0.0, 0.0
         for index, text in enumerate(sentences[:5]):
             started = time.perf_counter()
