@@ -61,8 +61,8 @@ class LMArgs(_Args):
                             '"none" starts each chunk afresh (the demo model cannot continue its own speech)')
     default_voice: str | None = Field(
         None, description="a voice file (.npz, as the voice store keeps them; a path inside the repo or an fsspec URL) "
-                          "that speaks every request bringing no reference or saved voice, so one voice answers and "
-                          "a seed repeats; none: the model picks a voice per sample, as Llasa without a reference does")
+                          "that speaks every request bringing no reference or saved voice, so that every answer is in "
+                          "one voice; none: the model picks a voice per sample, as Llasa without a reference does")
 
     @model_validator(mode="after")
     def _check_quantize(self) -> "LMArgs":

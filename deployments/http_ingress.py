@@ -38,7 +38,7 @@ from . import convert, speech_formats
 from .config import PROJECT_ROOT, LlasaAppArgs
 from .ingress import TTSIngress, _cancel, _status_of, _statuses
 from .metrics import SearchMetrics
-from .orchestrator import AudioChunk, RequestError, SynthesisJob, SynthesisOutcome
+from .orchestrator import AudioChunk, RequestError, SynthesisJob, SynthesisOutcome, in_voice
 from .status import StatusError
 from .voices import NO_VOICE, Voice, VoiceExists, VoiceNameError, VoiceNotFound, VoiceStore, check_name, new_voice
 
@@ -354,9 +354,7 @@ class HTTPIngress(TTSIngress.func_or_class):
     async def _with_voice(self, job: SynthesisJob, name: str) -> SynthesisJob:
         """The job cloning a saved voice: its audio, transcript and (for this codec) its stored codes."""
         voice = await asyncio.to_thread(self.voices.load, name)  # VoiceNotFound, VoiceNameError
-        codes = tuple(voice.codes) if voice.codec == self.args.codec.model else None  # else encoded again
-        return dataclasses.replace(job, reference_audio=voice.audio, reference_text=voice.transcript,
-                                   reference_codes=codes)
+        return in_voice(job, voice, self.args.codec.model)
 
     async def _create_voice(self, name: str, transcript: str, data: bytes) -> Voice:
         """Validate a voice as a reference is, encode it once with the codec, store it (VoiceExists if taken)."""

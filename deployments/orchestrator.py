@@ -26,7 +26,7 @@ from llasa_core.stages import GenerateRequest, GenerateResult, ScoreContext, Ver
 from . import long_text, request_context
 from .config import CodecArgs, LMArgs, ResilienceArgs, in_repo, resolve_model
 from .request_context import DeadlineExceeded
-from .voices import read_voice_file
+from .voices import Voice, read_voice_file
 
 logger = logging.getLogger("ray.serve")
 
@@ -143,6 +143,14 @@ class SynthesisJob:
     text_has_tags: bool = False  # the text marks non-speech tags ([laughs]) that ASR must not expect
     speech_tokens_asked: bool = False  # config.max_new_tokens is the request's own cap, not the default
     stream_step_tokens: int | None = None  # the step if the job streams audio (the request set none)
+
+
+def in_voice(job: SynthesisJob, voice: Voice, codec_model: str) -> SynthesisJob:
+    """The job cloning a stored voice: its samples and transcript, and its codes while the served
+    codec is the one that made them (else the samples are encoded again)."""
+    codes = tuple(voice.codes) if voice.codec == codec_model else None
+    return dataclasses.replace(job, reference_audio=voice.audio, reference_text=voice.transcript,
+                               reference_codes=codes)
 
 
 @dataclass(frozen=True)
@@ -311,7 +319,7 @@ class SearchOrchestrator:
             self._layout_known = True
         started = time.perf_counter()
         if job.reference_audio is None and self.default_voice is not None:
-            job = self._with_default_voice(job)
+            job = in_voice(job, self.default_voice, self.codec_model)
         reference_codes: list[int] = list(job.reference_codes or ())
         if job.reference_audio is not None and job.reference_codes is None:
             reference_codes = await call_idempotent(
@@ -340,14 +348,6 @@ class SearchOrchestrator:
             words=words,
             judge=judge,
         )
-
-    def _with_default_voice(self, job: SynthesisJob) -> SynthesisJob:
-        """The job spoken in the configured default voice, as if it had named it as a saved voice
-        (its stored codes are used while this codec made them)."""
-        voice = self.default_voice
-        codes = tuple(voice.codes) if voice.codec == self.codec_model else None
-        return dataclasses.replace(job, reference_audio=voice.audio, reference_text=voice.transcript,
-                                   reference_codes=codes)
 
     def _prompt(self, text: str, reference_text: str | None, reference_codes: Sequence[int]) -> list[int]:
         try:
