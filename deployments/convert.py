@@ -304,7 +304,9 @@ def describe(args: LlasaAppArgs) -> pb.ServerDescription:
     d, limits = args.defaults, args.limits
     return pb.ServerDescription(
         api_version=API_VERSION,
-        lm=pb.ModelInfo(name=args.lm.model, kind="llasa", device=args.lm.device, detail={"dtype": args.lm.dtype}),
+        lm=pb.ModelInfo(name=args.lm.model, kind="llasa", device=args.lm.device,
+                        detail={"dtype": args.lm.dtype, **({"default_voice": args.lm.default_voice}
+                                                           if args.lm.default_voice else {})}),
         codec=pb.ModelInfo(name=args.codec.model, kind="xcodec2", device=args.codec.device),
         verifiers=[pb.VerifierInfo(name=v.name, kind=v.kind, backend=v.backend, model=v.model or "",
                                    default_weight=v.weight) for v in args.verifiers],

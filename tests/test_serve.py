@@ -81,6 +81,8 @@ def test_readme_command_starts_the_service_that_speaks_and_stops_on_ctrl_c(tmp_p
             [sf.read(io.BytesIO(response.audio), dtype="float32")[0]], [ScoreContext(text)])
         assert verdict.raw <= 0.5, f"the judge heard {verdict.detail.get('transcript')!r} for {text!r}"
         # no reference in the request: the configured default voice speaks, from its stored codes
+        with TTSClient(address) as client:
+            assert client.describe().lm.detail["default_voice"] == "models/llasa-demo/voice.npz"
         voice = read_voice_file(str(ROOT / "models/llasa-demo/voice.npz"))
         prompt = PromptBuilder.from_pretrained(str(ROOT / "models/llasa-demo/lm"))(text, voice.transcript, voice.codes)
         assert response.prompt_tokens == len(prompt) and response.timings.reference_encode_seconds < 0.05
