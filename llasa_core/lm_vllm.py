@@ -19,9 +19,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from .lm_scheduler import _RELEASED_IDS_KEPT, SessionError
+from .lm_scheduler import _RELEASED_IDS_KEPT
 from .prompt import LlasaVocab
-from .stages import Continuation, GenerateRequest, GenerateResult
+from .stages import Continuation, GenerateRequest, GenerateResult, SessionError
 
 
 @dataclass(frozen=True)
