@@ -182,6 +182,18 @@ def test_training_resumes_from_its_state_and_saves_a_checkpoint_the_service_load
     source, new = (torch.load(path / "state.pt", weights_only=False) for path in (tmp_path, continued))
     assert new["step"] == 1
     assert all(torch.allclose(new["model"][name], weights, atol=1e-6) for name, weights in source["model"].items())
+    # ... or from a saved model folder (best/, models/llasa-demo/lm): its safetensors hold the tied
+    # embedding once, and its training.json names the codec
+    from safetensors.torch import load_file
+
+    from_folder = tmp_path / "from-folder"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", [*argv, "--out", str(from_folder), "--init-from", str(tmp_path / "best"),
+                                   "--lr", "1e-12", "--max-steps", "1"])
+        train_lm.main()
+    saved = load_file(tmp_path / "best" / "model.safetensors")
+    new = torch.load(from_folder / "state.pt", weights_only=False)["model"]
+    assert all(torch.allclose(new[name], weights, atol=1e-6) for name, weights in saved.items())
     info = (tmp_path / "best" / "training.json").read_text()
     assert '"codec"' in info
     lm = TransformersLM(str(tmp_path / "best"))
