@@ -242,6 +242,7 @@ def demo_orchestrator():
     orchestrator.prompt_builder = PromptBuilder.from_pretrained(str(model / "lm"))
     orchestrator.stages, orchestrator._layout_known = engine.stages, True
     orchestrator.long_text_voice = "none"  # deployments/config.py LMArgs: the demo model's setting
+    orchestrator.default_voice = None  # chunks without a reference, as `long_text_voice` is tested
     engine.stages.decode_context_tokens, engine.stages.decode_redo_tokens = 25, 10  # serve_config.yaml's
     return orchestrator, Limits()
 
