@@ -9,7 +9,7 @@ The default output is a candidate beside the cache; bench it (`python -m bench.b
 The default voice (voice.npz, the voice store's format; serve_config.yaml's lm.default_voice)
 speaks requests that bring no reference. Without one the model picks a voice per sample, half the
 time its deep one, which judges hear worst (models/llasa-demo/README.md); with it, one voice
-answers and a seed repeats. It is Joe, the voice every other one is made from, saying one
+answers every request. It is Joe, the voice every other one is made from, saying one
 sentence no training item says, made as the training speech is (piper, WORLD resynthesis, peak
 level) and encoded by the codec.
 """
