@@ -46,6 +46,10 @@ class LMArgs(_Args):
     quantize: Literal["int8"] | None = Field(None, description='"int8": int8 weights for the decoder layers, CPU and '
                                                                "float32 only (a decode step is bound by reading the "
                                                                "weights; README \"CPU speed\")")
+    compile_one_row: bool = Field(False, description="transformers: torch.compile the decode step of a lone row (an "
+                                                     "N = 1 request alone on the replica; README \"CPU speed\"); "
+                                                     "compiles at replica start (10-40 s on a CPU, needs a C++ "
+                                                     "compiler)")
     kv_budget_tokens: int | None = Field(None, ge=1, description="KV cache per replica, in tokens (all rows of all "
                                                                 "live searches); default: half the GPU's free memory, "
                                                                 "a quarter of the host's RAM on CPU")
@@ -69,6 +73,8 @@ class LMArgs(_Args):
         if self.quantize and (self.backend != "transformers" or self.device != "cpu" or self.dtype != "float32"):
             raise ValueError("lm.quantize: int8 is for the transformers backend on CPU with dtype float32; on a GPU "
                              "use dtype bfloat16 or the vllm backend")
+        if self.compile_one_row and self.backend != "transformers":
+            raise ValueError("lm.compile_one_row is for the transformers backend (vLLM captures its own CUDA graphs)")
         return self
 
 

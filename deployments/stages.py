@@ -52,7 +52,8 @@ class LMSampler:
 
             self.model = TransformersLM(path, args.device, args.dtype, kv_budget_tokens=args.kv_budget_tokens,
                                         max_waiting_sessions=args.max_waiting_sessions,
-                                        session_idle_seconds=args.session_idle_seconds, quantize=args.quantize)
+                                        session_idle_seconds=args.session_idle_seconds, quantize=args.quantize,
+                                        compile_one_row=args.compile_one_row)
             self.lm = LocalLM(self.model)
         self.calls = self.items = 0
 

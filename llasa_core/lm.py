@@ -96,7 +96,8 @@ class TransformersLM:
     """A Llasa checkpoint (hub id or local path) sampled with plain transformers."""
 
     def __init__(self, model: str, device: str = "cpu", dtype: str = "float32", kv_budget_tokens: int | None = None,
-                 max_waiting_sessions: int = 8, session_idle_seconds: float = 300.0, quantize: str | None = None):
+                 max_waiting_sessions: int = 8, session_idle_seconds: float = 300.0, quantize: str | None = None,
+                 compile_one_row: bool = False):
         self.device = torch.device(device)
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
@@ -117,8 +118,13 @@ class TransformersLM:
         # replica set changed, or its orchestrator died) is dropped after session_idle_seconds unused.
         self.scheduler = LMScheduler(
             self.model, self.vocab, self.device, kv_budget_tokens, max_waiting_sessions, session_idle_seconds,
-            stop_check_every=1 if self.device.type == "cpu" else 8,
+            stop_check_every=1 if self.device.type == "cpu" else 8, compile_one_row=compile_one_row,
         )
+        if compile_one_row:  # compile now (tens of seconds on a CPU), not in the first request
+            warm_up = GenerateRequest(session_id="compile-warm-up", prompt_ids=tuple(self.prompt_ids("Hello.")),
+                                      max_new_tokens=2, max_total_tokens=len(self.prompt_ids("Hello.")) + 3, seed=0)
+            self.generate(warm_up)
+            self.release(warm_up.session_id)
 
     def prompt_ids(self, text: str, reference_text: str | None = None, reference_codes=()) -> list[int]:
         return self.prompt_builder(text, reference_text, reference_codes)

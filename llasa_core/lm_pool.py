@@ -38,6 +38,7 @@ class KVPool:
     def length(self) -> int:
         return self.tokens.shape[1]
 
+    @torch.inference_mode()  # as when the scheduler's loop grows it: a compiled step sees one kind of tensor
     def _allocate(self, slots: int, length: int) -> None:
         layers, heads, dim = self.shape
         old_slots, old_length = self.tokens.shape

@@ -98,9 +98,14 @@ class LMScheduler:
     """Owns the model: every forward pass runs on its thread, so no two calls ever run it at once."""
 
     def __init__(self, model, vocab, device: torch.device, kv_budget_tokens: int, max_waiting_sessions: int,
-                 session_idle_seconds: float, stop_check_every: int = 1):
+                 session_idle_seconds: float, stop_check_every: int = 1, compile_one_row: bool = False):
         self.model, self.vocab, self.device = model, vocab, device
         model.set_attn_implementation("llasa_decode")  # see lm_pool.decode_attention
+        # A step of one row (an N = 1 request alone on the replica) is mostly the per-op overhead of
+        # eager modules; compiled, its ops run as one generated program. The kv length and the pool's
+        # size are symbolic, so one compile serves every such step. Batched steps and prefills,
+        # whose ops the rows amortise, stay eager.
+        self._one_row_model = torch.compile(model.base_model, dynamic=True) if compile_one_row else None
         config = model.config
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.pool = KVPool(config.num_hidden_layers, config.num_key_value_heads, head_dim, model.dtype, device,
@@ -375,7 +380,8 @@ class LMScheduler:
         mask = None  # rows of equal length (one search, or searches in step) need no padding mask
         if min(lengths) + 1 != kv_length:
             mask = (self._arange[None, :kv_length] <= positions[:, None])[:, None, None, :]
-        hidden = self.model.base_model(
+        base = self._one_row_model if rows == 1 and self._one_row_model is not None else self.model.base_model
+        hidden = base(
             input_ids=input_ids, attention_mask=mask, position_ids=positions[:, None],
             past_key_values=StepCache(self.pool, rows, positions, kv_length),
         ).last_hidden_state[:, -1]

@@ -53,6 +53,9 @@ def test_config(base: dict, grpc_port: int, http_port: int, keys_file: Path | No
     # No default voice: a request without a reference has none, so the speaker verifier answers "does
     # not apply" at once where a test needs no scores. The README test serves the configured one.
     args["lm"]["default_voice"] = None
+    # No compiled step: it adds seconds to every LM replica start, and tests kill and restart replicas
+    # (tests/test_core_lm.py covers it; the README test serves it as configured).
+    args["lm"]["compile_one_row"] = False
     if keys_file is not None:
         args["auth"] = {"api_keys_file": str(keys_file)}
     # A stage with no running replica fails a call after stage_timeout_s, three times at most: so a

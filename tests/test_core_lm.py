@@ -155,3 +155,28 @@ def test_int8_is_refused_where_its_kernels_do_not_run(tiny_llasa_path):
         TransformersLM(str(tiny_llasa_path), dtype="bfloat16", quantize="int8")
     with pytest.raises(ValueError, match="int8"):
         TransformersLM(str(tiny_llasa_path), quantize="int4")
+
+
+def test_a_compiled_one_row_step_samples_what_the_eager_step_samples(tiny_llasa_path, tiny_lm, prompt):
+    """compile_one_row compiles at construction; then a lone row's steps run the compiled program and
+    sample what eager steps sample, and requests that grow the KV pool (longer, more rows) reuse
+    that program: its sizes are symbolic, so nothing compiles again."""
+    from torch._dynamo.utils import counters
+
+    before = counters["stats"]["unique_graphs"]
+    compiled = TransformersLM(str(tiny_llasa_path), compile_one_row=True)
+    try:
+        after_warm_up = counters["stats"]["unique_graphs"]
+        assert after_warm_up > before
+        for seed, length in ((1, 40), (2, 300)):  # the second outgrows the pool's first 256 positions
+            ask = request(prompt, session=f"compiled-{seed}", seed=seed, max_new_tokens=length,
+                          max_total_tokens=len(prompt) + length + 1)
+            assert codes_of(compiled.generate(ask)) == codes_of(tiny_lm.generate(ask))
+            compiled.release(ask.session_id)
+            tiny_lm.release(ask.session_id)
+        many = request(prompt, session="compiled-many", num_candidates=20)  # a batched step, then more slots
+        assert codes_of(compiled.generate(many)) == codes_of(tiny_lm.generate(many))
+        assert compiled.scheduler.pool.slots > 8
+        assert counters["stats"]["unique_graphs"] == after_warm_up
+    finally:
+        compiled.close()

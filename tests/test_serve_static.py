@@ -22,7 +22,7 @@ def test_method_names_do_not_shadow_the_serve_proxys_own():
     assert not ours & {"ListApplications", "Healthz"}
 
 
-def test_lm_quantize_is_refused_off_cpu():
+def test_lm_quantize_and_compile_are_refused_where_they_do_not_run():
     from pydantic import ValidationError
 
     from deployments.config import LMArgs
@@ -31,6 +31,9 @@ def test_lm_quantize_is_refused_off_cpu():
     for bad in ({"device": "cuda"}, {"dtype": "bfloat16"}, {"backend": "vllm"}):
         with pytest.raises(ValidationError, match="lm.quantize"):
             LMArgs(quantize="int8", **bad)
+    assert LMArgs(compile_one_row=True, device="cuda").compile_one_row
+    with pytest.raises(ValidationError, match="lm.compile_one_row"):
+        LMArgs(compile_one_row=True, backend="vllm")
 
 
 def test_both_serve_configs_parse():
