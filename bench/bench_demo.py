@@ -11,8 +11,9 @@ not the verifier (pocketsphinx; Whisper base, `verifiers.judge`, with the `judge
 as by the verifier's own ASR (optimistic for the picks, unbiased for N = 1); each WER also capped
 at 1 an utterance. Sampling is serve_config.yaml's default (what the laptop service says).
 bench/bench_judge.py compares verifier configs on the same candidates. Also: real-time factor of
-one N = 1 request (wall / audio seconds, LM and codec), with float32 and int8 LM weights side by
-side, and the codec round trip (piper speech -> encode -> decode) against the unquantised speech.
+one N = 1 request (wall / audio seconds, LM and codec) with float32 LM weights, int8, and int8 with
+the compiled one-row step (as serve_config.yaml serves it) side by side, and the codec round trip
+(piper speech -> encode -> decode) against the unquantised speech.
 
 Torch runs one CPU thread, as serve_config.yaml's replicas do (torch_threads: 1). In one process, a
 second thread running torch ops (here the LM's scheduler thread beside the main thread's codec and
@@ -235,8 +236,9 @@ def main() -> None:
     # Real-time factor of one plain request (N = 1, no verifier), the first sentences, both precisions,
     # on a warm engine as a serving replica is (the first request of a process pays ~1 s of setup).
     report["rtf_n1"] = {}
-    for quantize in (None, "int8"):
-        plain = LlasaTTS(TransformersLM(f"{args.model}/lm", quantize=quantize), codec, {})
+    for name, lm_args in (("float32", {}), ("int8", {"quantize": "int8"}),
+                          ("int8_compiled", {"quantize": "int8", "compile_one_row": True})):
+        plain = LlasaTTS(TransformersLM(f"{args.model}/lm", **lm_args), codec, {})
         asyncio.run(plain.synthesize(sentences[-1], SearchConfig(n=1, seed=99, **sampling), **voice))
         walls, seconds = 0.0, 0.0
         for index, text in enumerate(sentences[:5]):
@@ -245,7 +247,7 @@ def main() -> None:
             walls += time.perf_counter() - started
             seconds += len(result.chosen.audio) / codec.sample_rate
         plain.lm.close()
-        report["rtf_n1"][quantize or "float32"] = walls / seconds
+        report["rtf_n1"][name] = walls / seconds
 
     speech = [piper_speech(t) for t in sentences]
     coded = codec.decode([codec.encode(a) for a in speech])
