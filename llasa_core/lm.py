@@ -121,8 +121,9 @@ class TransformersLM:
             stop_check_every=1 if self.device.type == "cpu" else 8, compile_one_row=compile_one_row,
         )
         if compile_one_row:  # compile now (tens of seconds on a CPU), not in the first request
-            warm_up = GenerateRequest(session_id="compile-warm-up", prompt_ids=tuple(self.prompt_ids("Hello.")),
-                                      max_new_tokens=2, max_total_tokens=len(self.prompt_ids("Hello.")) + 3, seed=0)
+            prompt = tuple(self.prompt_ids("Hello."))
+            warm_up = GenerateRequest(session_id="compile-warm-up", prompt_ids=prompt, max_new_tokens=2,
+                                      max_total_tokens=len(prompt) + 3, seed=0)
             self.generate(warm_up)
             self.release(warm_up.session_id)
 
