@@ -61,9 +61,9 @@ class Int8Linear(torch.nn.Module):
         self.weight_int8 = values
         self.scale_bf16 = scale.to(torch.bfloat16)
         self.bias = None if linear.bias is None else linear.bias.detach()
-        self.batched = DynamicInt8Linear(linear.in_features, linear.out_features, bias_=linear.bias is not None)
         with warnings.catch_warnings():  # quantized tensors are deprecated in favour of torchao
             warnings.simplefilter("ignore")
+            self.batched = DynamicInt8Linear(linear.in_features, linear.out_features, bias_=linear.bias is not None)
             per_channel = torch._make_per_channel_quantized_tensor(
                 values, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0)
         self.batched.set_weight_bias(per_channel, self.bias)
