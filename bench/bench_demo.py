@@ -9,7 +9,8 @@ tiny.en) samples 8 i.i.d. candidates: N = 1 is the first one, best-of-4 the veri
 the first four, best-of-8 its pick among all. Each pick is then transcribed by judge ASRs that are
 not the verifier (pocketsphinx; Whisper base, `verifiers.judge`, with the `judge` extra) as well
 as by the verifier's own ASR (optimistic for the picks, unbiased for N = 1); each WER also capped
-at 1 an utterance. Sampling is serve_config.yaml's default (what the laptop service says).
+at 1 an utterance, and given with its standard error over utterances. Sampling is
+serve_config.yaml's default (what the laptop service says).
 bench/bench_judge.py compares verifier configs on the same candidates. Also: real-time factor of
 one N = 1 request (wall / audio seconds, LM and codec) with float32 LM weights, int8, and int8 with
 the compiled one-row step (as serve_config.yaml serves it) side by side, and the codec round trip
@@ -232,6 +233,9 @@ def main() -> None:
             # Whisper sometimes loops on babble (an utterance's WER 20 and more), which alone can
             # swamp a mean of 20: capped, such an utterance counts as wholly wrong, not 20 times.
             report[name][f"wer_{ear}_capped"] = float(np.mean(np.minimum(errors, 1.0)))
+            # Sampling noise: two seeds a sentence (40 utterances) have read 0.35 and 0.27 on two
+            # halves of one run, so each mean comes with its standard error over utterances.
+            report[name][f"wer_{ear}_standard_error"] = float(np.std(errors, ddof=1) / np.sqrt(len(errors)))
 
     # Real-time factor of one plain request (N = 1, no verifier), the first sentences, both precisions,
     # on a warm engine as a serving replica is (the first request of a process pays ~1 s of setup).
