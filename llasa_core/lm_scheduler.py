@@ -105,7 +105,7 @@ class LMScheduler:
         # eager modules; compiled, its ops run as one generated program. The kv length and the pool's
         # size are symbolic, so one compile serves every such step. Batched steps and prefills,
         # whose ops the rows amortise, stay eager.
-        self._one_row_model = torch.compile(model.base_model, dynamic=True) if compile_one_row else None
+        self._one_row_model = torch.compile(model.base_model, dynamic=True) if compile_one_row else model.base_model
         config = model.config
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.pool = KVPool(config.num_hidden_layers, config.num_key_value_heads, head_dim, model.dtype, device,
@@ -380,7 +380,7 @@ class LMScheduler:
         mask = None  # rows of equal length (one search, or searches in step) need no padding mask
         if min(lengths) + 1 != kv_length:
             mask = (self._arange[None, :kv_length] <= positions[:, None])[:, None, None, :]
-        base = self._one_row_model if rows == 1 and self._one_row_model is not None else self.model.base_model
+        base = self._one_row_model if rows == 1 else self.model.base_model
         hidden = base(
             input_ids=input_ids, attention_mask=mask, position_ids=positions[:, None],
             past_key_values=StepCache(self.pool, rows, positions, kv_length),
