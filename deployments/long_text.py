@@ -3,7 +3,8 @@ after another, and joined with a short crossfade that the stream can follow samp
 
 A chunk fits when its prompt (with its voice context) plus the speech it may need stays within
 max_total_tokens and the request's max_speech_tokens. The speech a text may need is estimated
-generously (SPEECH_TOKENS_PER_CHAR), so that a chunk is not cut before its end.
+generously (SPEECH_TOKENS_PER_CHAR), so that a chunk is not cut before its end; without the
+request's own max_speech_tokens, a chunk may speak no more than twice that (speech_token_cap).
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from llasa_core.search import Candidate, ComputeAccount, SearchResult, StageAcco
 # 50 speech tokens/s over 10 characters/s: slower than a TTS voice reads (~14-16 characters/s),
 # so a chunk gets room to finish.
 SPEECH_TOKENS_PER_CHAR = 5
+# A digit is said as up to a word ("1,234,567": 68 characters spoken), so it counts as ten characters.
+CHARS_PER_DIGIT = 10
+# A chunk without the request's own cap stops at twice its estimate, and never under 2 s: a model
+# that runs on past its text (the demo model once said "Excuse me." for 10.7 s, a babbled sentence
+# after it) is cut there, not at the default cap, and the search spends no tokens on the rest.
+RUNAWAY_FACTOR = 2
+MIN_SPEECH_TOKEN_CAP = 100
 JOIN_CROSSFADE_SAMPLES = 160  # 10 ms at 16 kHz, between the audio of two chunks
 
 
@@ -28,7 +36,19 @@ class TextTooLong(ValueError):
 
 
 def speech_tokens_for(text: str) -> int:
-    return math.ceil(len(text) * SPEECH_TOKENS_PER_CHAR)
+    digits = sum(c.isdigit() for c in text)
+    return math.ceil((len(text) + (CHARS_PER_DIGIT - 1) * digits) * SPEECH_TOKENS_PER_CHAR)
+
+
+def speech_token_cap(text: str, default_cap: int | None) -> int:
+    """The speech tokens a chunk may generate when the request set no cap of its own: twice the
+    estimate, within [MIN_SPEECH_TOKEN_CAP, default_cap], and never under the estimate itself
+    (a chunk longer than the default cap was planned to speak it whole)."""
+    estimate = speech_tokens_for(text)
+    cap = max(MIN_SPEECH_TOKEN_CAP, RUNAWAY_FACTOR * estimate)
+    if default_cap is not None:
+        cap = min(cap, default_cap)
+    return max(estimate, cap)
 
 
 def sentences(text: str, language: str) -> list[str]:

@@ -382,10 +382,11 @@ class SearchOrchestrator:
                                f"operator for a larger max_total_tokens (now {job.config.max_total_tokens})") from None
 
     def _chunk_config(self, job: SynthesisJob, text: str, index: int) -> SearchConfig:
-        """Each chunk may speak as long as its text may need, unless the request set its own cap."""
+        """Each chunk may speak as long as its text may need and not much longer (a runaway stops at
+        long_text.speech_token_cap), unless the request set its own cap."""
         update: dict = {}
         if not job.speech_tokens_asked:
-            update["max_new_tokens"] = max(job.config.max_new_tokens or 0, long_text.speech_tokens_for(text))
+            update["max_new_tokens"] = long_text.speech_token_cap(text, job.config.max_new_tokens)
         if job.config.seed is not None:
             update["seed"] = job.config.seed + index
         return job.config.model_copy(update=update)

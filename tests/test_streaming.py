@@ -224,6 +224,19 @@ def test_plan_packs_sentences_and_refuses_what_cannot_fit():
         plan_chunks("One fine sentence. " + "word " * 100, "en", lambda text: len(text) <= 200)
 
 
+def test_a_chunk_without_its_own_cap_may_speak_twice_its_estimate():
+    from deployments.long_text import MIN_SPEECH_TOKEN_CAP, speech_token_cap, speech_tokens_for
+
+    sentence = "Please remember to water the plants on Thursday."  # 48 characters: 240 tokens estimated
+    assert speech_token_cap(sentence, 500) == 480
+    assert speech_token_cap(sentence, 300) == 300  # the default cap, when it is lower
+    assert speech_token_cap("Excuse me.", 500) == MIN_SPEECH_TOKEN_CAP  # 50 estimated, but 2 s at least
+    assert speech_token_cap(PARAGRAPH, 500) == speech_tokens_for(PARAGRAPH)  # never under the estimate
+    assert speech_token_cap(PARAGRAPH, None) == 2 * speech_tokens_for(PARAGRAPH)
+    # a number is said in words: "In 1984." needs at least as long as "In nineteen eighty-four."
+    assert speech_tokens_for("In 1984.") >= speech_tokens_for("In nineteen eighty-four.")
+
+
 @pytest.fixture(scope="module")
 def demo_orchestrator():
     """The orchestrator's own class over in-process stages of the demo model (no Ray)."""
@@ -297,3 +310,18 @@ def test_previous_chunk_voice_puts_its_speech_in_the_next_prompt(demo_orchestrat
     assert prompts["none"] == alone
     assert prompts["previous"] == len(orchestrator.prompt_builder("The museum closes early.")) + len(
         orchestrator.prompt_builder("The garden stays open.", "The museum closes early.", first.codes))
+
+
+def test_a_runaway_stops_at_its_texts_cap_not_the_default_cap(demo_orchestrator):
+    """At temperature 3 the demo model babbles on without an end token: "Hi." stops at 2 s, not at
+    the default cap's 10 s; a request's own max_speech_tokens is kept as asked."""
+    from deployments.long_text import MIN_SPEECH_TOKEN_CAP
+    from deployments.orchestrator import SynthesisJob
+
+    orchestrator, limits = demo_orchestrator
+    config = SearchConfig(n=1, seed=1, temperature=3.0, max_new_tokens=500, max_total_tokens=limits.max_total_tokens)
+    for job, cap in ((SynthesisJob(text="Hi.", config=config), MIN_SPEECH_TOKEN_CAP),
+                     (SynthesisJob(text="Hi.", config=config.model_copy(update={"max_new_tokens": 150}),
+                                   speech_tokens_asked=True), 150)):
+        chosen = asyncio.run(orchestrator._search(job, None)).result.chosen
+        assert chosen.truncated and len(chosen.codes) == cap
