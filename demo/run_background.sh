@@ -1,6 +1,7 @@
 #!/bin/sh
 # The demo model v2 on this machine's spare CPU: data (demo.data), then training (demo.train_lm,
-# with jemalloc where installed, and its 2,000-step continuation as `make train-demo` runs it), both at the lowest priority, logs in .cache/demo. Both resume, so
+# with jemalloc where installed, and its 2,000-step continuation as `make train-demo` runs it),
+# both at the lowest priority, logs in .cache/demo. Both resume, so
 # after any interruption run it again:  nohup sh demo/run_background.sh > /dev/null 2>&1 &
 cd "$(dirname "$0")/.." || exit 1
 mkdir -p .cache/demo
