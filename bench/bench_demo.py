@@ -9,8 +9,9 @@ tiny.en) samples 8 i.i.d. candidates: N = 1 is the first one, best-of-4 the veri
 the first four, best-of-8 its pick among all. Each pick is then transcribed by judge ASRs that are
 not the verifier (pocketsphinx; Whisper base, `verifiers.judge`, with the `judge` extra) as well
 as by the verifier's own ASR (optimistic for the picks, unbiased for N = 1); each WER also capped
-at 1 an utterance, and given with its standard error over utterances. Sampling is
-serve_config.yaml's default (what the laptop service says).
+at 1 an utterance, and given with its standard error over utterances. Sampling and the speech
+cap of each candidate are serve_config.yaml's defaults (what the laptop service says; a runaway
+stops at twice the text's estimated speech, deployments/long_text.py).
 bench/bench_judge.py compares verifier configs on the same candidates. Also: real-time factor of
 one N = 1 request (wall / audio seconds, LM and codec) with float32 LM weights, int8, and int8 with
 the compiled one-row step (as serve_config.yaml serves it) side by side, and the codec round trip
@@ -164,6 +165,7 @@ def main() -> None:
 
     from demo.sentences import HELD_OUT_EXAMPLES
     from deployments.config import Defaults
+    from deployments.long_text import speech_token_cap
 
     torch.set_num_threads(1)
     from llasa_core.codec import load_codec
@@ -180,11 +182,10 @@ def main() -> None:
     voice_file = None if args.no_default_voice else served["lm"].get("default_voice")
     if voice_file and args.model != "models/llasa-demo":
         voice_file = f"{args.model}/{Path(voice_file).name}"  # the candidate's own
-    voice, voice_text, voice_codes = {}, None, []  # what a request without a reference gets: the default voice, or none
+    voice = {}  # what a request without a reference gets: the default voice, or none
     if voice_file:
         default = read_voice_file(voice_file)
-        voice, voice_text, voice_codes = ({"reference_audio": default.audio, "reference_text": default.transcript},
-                                          default.transcript, default.codes)
+        voice = {"reference_audio": default.audio, "reference_text": default.transcript}
     sampling = {"temperature": defaults.temperature if args.temperature is None else args.temperature,
                 "top_p": defaults.top_p if args.top_p is None else args.top_p,
                 "top_k": defaults.top_k, "repetition_penalty": defaults.repetition_penalty}
@@ -204,9 +205,8 @@ def main() -> None:
 
     picks = {"n1": [], "best_of_4": [], "best_of_8": []}
     for repeat, (index, text) in ((r, item) for r in range(args.seeds) for item in enumerate(sentences)):
-        prompt_length = len(engine.lm.prompt_ids(text, voice_text, voice_codes))
         config = SearchConfig(n=args.n, outcome_verifiers={"asr": 1.0}, seed=index + 1000 * repeat,
-                              max_total_tokens=prompt_length + 600, **sampling)
+                              max_new_tokens=speech_token_cap(text, defaults.max_speech_tokens), **sampling)
         result = asyncio.run(engine.synthesize(text, config, **voice))
         by_id = sorted(result.candidates, key=lambda c: c.id)
         chosen = {
