@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--aggregation", choices=sorted(AGGREGATIONS))
     s.add_argument("--process-verifier", action="append", default=[], metavar="NAME[=WEIGHT]")
     s.add_argument("--outcome-verifier", action="append", default=[], metavar="NAME[=WEIGHT]")
-    s.add_argument("--max-speech-tokens", type=int, help="cap on generated speech tokens (50 = 1 s)")
+    s.add_argument("--max-speech-tokens", type=int,
+                   help="cap on generated speech tokens (50 = 1 s); default: twice the text's estimated speech, "
+                        "at least 2 s, within the server's default cap")
     s.add_argument("--temperature", type=float)
     s.add_argument("--top-p", type=float)
     s.add_argument("--top-k", type=int)
