@@ -99,12 +99,17 @@ def _chinese_numerals_to_digits(text: str) -> str:
             return text
 
 
+def without_tags(text: str) -> str:
+    """`text` with its non-speech tags ([laughs], <breath>) taken out."""
+    return " ".join(_TAG.sub(" ", text).split())
+
+
 def normalize(text: str, language: str = "en", tags: bool = False) -> str:
     """The words (English, other alphabetic languages; space separated) or the characters
     (Chinese, Japanese, Korean; no spaces) that `text` says, in a canonical written form."""
     text = unicodedata.normalize("NFKC", text)
     if tags:
-        text = _TAG.sub(" ", text)
+        text = without_tags(text)
     text = _BRACKETS.sub(" ", text)
     base = base_language(language)
     if base in CHARACTER_LANGUAGES:

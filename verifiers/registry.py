@@ -41,6 +41,8 @@ class VerifierConfig(BaseModel):
     min_seconds: float | None = Field(default=None, ge=0)  # None: the verifier's default
     max_seconds: float | None = Field(default=None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)  # extra backend arguments, e.g. compute_type
+    # kind asr: weight of the ASR's confidence in the target text (verifiers/asr.py); None: the default
+    confidence_weight: float | None = Field(default=None, ge=0, lt=1)
     members: tuple[dict[str, Any], ...] = ()  # backend "ensemble": the models it combines
     combine: Literal["mean", "min"] = "mean"  # backend "ensemble": how their scores combine
 
@@ -53,6 +55,9 @@ class VerifierConfig(BaseModel):
         if known[backend] and not self.model:
             raise ValueError(f"verifier {self.name!r}: backend {backend!r} needs `model` (a hub id or a local path)")
         object.__setattr__(self, "backend", backend)
+        if self.confidence_weight is not None and (self.kind != "asr" or backend == "ensemble"):
+            raise ValueError(f"verifier {self.name!r}: confidence_weight is for an ASR verifier (set it on an "
+                             "ensemble's members)")
         if backend == "ensemble":
             if len(self.members) < 2:
                 raise ValueError(f"verifier {self.name!r}: an ensemble needs at least two `members`, got {len(self.members)}")
@@ -116,7 +121,10 @@ def build_verifier(config: VerifierConfig | dict):
             "pocketsphinx": lambda: PocketSphinxTranscriber(c.model, **c.options),
             "whisper-base-judge": lambda: FasterWhisperTranscriber(str(whisper_base_dir()), device=c.device, **c.options),
         }[c.backend]()
-        return AsrVerifier(transcriber, name=c.name, **limits)
+        weight = c.confidence_weight
+        if weight is None and c.backend == "whisper-base-judge":
+            weight = 0.0  # the judge reports plain accuracy, the figure a reader compares
+        return AsrVerifier(transcriber, name=c.name, confidence_weight=weight, **limits)
     if c.kind == "speaker":
         from verifiers import speaker
 
