@@ -6,7 +6,8 @@
 
 For each sentence, one best-of-8 search (seeded) with the ASR verifier (faster-whisper, Whisper
 tiny.en) samples 8 i.i.d. candidates: N = 1 is the first one, best-of-4 the verifier's pick among
-the first four, best-of-8 its pick among all. Each pick is then transcribed by judge ASRs that are
+the first four, best-of-8 its pick among all (and, side by side, its pick by word error rate
+alone, without the ASR's confidence: best_of_8_by_wer_alone). Each pick is then transcribed by judge ASRs that are
 not the verifier (pocketsphinx; Whisper base, `verifiers.judge`, with the `judge` extra) as well
 as by the verifier's own ASR (optimistic for the picks, unbiased for N = 1); each WER also capped
 at 1 an utterance, and given with its standard error over utterances. Sampling and the speech
@@ -203,7 +204,9 @@ def main() -> None:
     whisper_base = build_judge().transcriber
     wer = lambda text, hyp: error_rate(text, hyp, "en")[1]
 
-    picks = {"n1": [], "best_of_4": [], "best_of_8": []}
+    # best_of_8_by_wer_alone: the same candidates picked by the verifier's word error rate alone
+    # (the default before ASR confidence), side by side with the default's pick.
+    picks = {"n1": [], "best_of_4": [], "best_of_8": [], "best_of_8_by_wer_alone": []}
     for repeat, (index, text) in ((r, item) for r in range(args.seeds) for item in enumerate(sentences)):
         config = SearchConfig(n=args.n, outcome_verifiers={"asr": 1.0}, seed=index + 1000 * repeat,
                               max_new_tokens=speech_token_cap(text, defaults.max_speech_tokens), **sampling)
@@ -213,6 +216,7 @@ def main() -> None:
             "n1": by_id[0],
             "best_of_4": max(by_id[:4], key=lambda c: c.final_score),
             "best_of_8": max(by_id, key=lambda c: c.final_score),
+            "best_of_8_by_wer_alone": max(by_id, key=lambda c: max(0.0, 1.0 - c.outcome_scores["asr"].raw)),
         }
         for name, candidate in chosen.items():
             picks[name].append((text, candidate.audio))

@@ -8,7 +8,9 @@ spoken in the held-out voice "alto" cloned from one reference sentence. For each
 demo model samples `--n` i.i.d. candidates once (seeded); every verifier config then picks from
 the same candidates: N = 1 is the first, best-of-4 its pick among the first four, best-of-8 among
 all. Configs:
-- tiny.en: Whisper tiny.en alone (the embedded default before this bench);
+- tiny.en: Whisper tiny.en's word error rate alone (the embedded default before ASR confidence);
+- tiny.en+confidence: that mixed with tiny.en's confidence in the target text (the default now,
+  verifiers/asr.py);
 - ensemble: mean of Whisper tiny.en and pocketsphinx; ensemble-min: their min;
 - ensemble+speaker: that ensemble and resemblyzer speaker similarity, weighted 1:1 (the
   search's weighted mean).
@@ -57,7 +59,7 @@ MORE_PROSE = (
     "The students cheered when the holiday was announced.",
 )
 SENTENCES = PROSE + MORE_PROSE
-CONFIGS = ("tiny.en", "ensemble", "ensemble-min", "ensemble+speaker")
+CONFIGS = ("tiny.en", "tiny.en+confidence", "ensemble", "ensemble-min", "ensemble+speaker")
 
 
 def reference_voice() -> np.ndarray:
@@ -104,6 +106,7 @@ def candidates(args, reference: np.ndarray) -> list[list[np.ndarray]]:
 class Score:
     score: float | None
     raw: float | None
+    confidence: float | None = None
 
 
 def capped(wer: float) -> float:
@@ -140,25 +143,28 @@ def main() -> None:
 
     rows = []  # per sentence: per candidate scores of each model, cached beside the candidates
     for index, (text, audios) in enumerate(zip(texts, sampled)):
-        path = Path(args.cache) / f"{index}-n{args.n}-scores.json"
+        path = Path(args.cache) / f"{index}-n{args.n}-scores-v2.json"
         if not path.exists():
             contexts = [ScoreContext(text, reference_audio=reference, reference_text=REFERENCE_TEXT)] * len(audios)
-            scored = {name: [{"score": r.score, "raw": r.raw} for r in v.score(audios, contexts)] for name, v in
+            scored = {name: [{"score": r.score, "raw": r.raw, "confidence": r.detail.get("confidence")}
+                             for r in v.score(audios, contexts)] for name, v in
                       (("tiny", tiny), ("sphinx", sphinx), ("speaker", speaker), ("judge", judge))}
             path.write_text(json.dumps(scored))
         rows.append({name: [Score(**r) for r in items] for name, items in json.loads(path.read_text()).items()})
 
     def config_scores(row, config: str) -> tuple[list[float], list[float]]:
         """(score used to pick, the config's own WER) per candidate."""
-        tiny_s = [s.score for s in row["tiny"]]
-        ens = [(a.score + b.score) / 2 for a, b in zip(row["tiny"], row["sphinx"])]
+        tiny_s = [max(0.0, 1.0 - s.raw) for s in row["tiny"]]
+        ens = [(a + b.score) / 2 for a, b in zip(tiny_s, row["sphinx"])]
         if config == "ensemble-min":
-            return [min(a.score, b.score) for a, b in zip(row["tiny"], row["sphinx"])], \
+            return [min(a, b.score) for a, b in zip(tiny_s, row["sphinx"])], \
                    [max(a.raw, b.raw) for a, b in zip(row["tiny"], row["sphinx"])]
-        own = [s.raw for s in row["tiny"]] if config == "tiny.en" else \
+        own = [s.raw for s in row["tiny"]] if config.startswith("tiny.en") else \
               [(a.raw + b.raw) / 2 for a, b in zip(row["tiny"], row["sphinx"])]
         if config == "tiny.en":
             return tiny_s, own
+        if config == "tiny.en+confidence":
+            return [s.score for s in row["tiny"]], own
         if config == "ensemble":
             return ens, own
         return [(e + (s.score or 0.0)) / 2 for e, s in zip(ens, row["speaker"])], own
