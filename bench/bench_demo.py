@@ -3,11 +3,13 @@
 
     python -m bench.bench_demo [--model models/llasa-demo] [--sentences 16] [--text prose|templates|phrases|tuning]
                                [--clone K] [--quantize int8] [--temperature T] [--top-p P]
+                               [--seeds S] [--confidence-weights W ...]
 
 For each sentence, one best-of-8 search (seeded) with the ASR verifier (faster-whisper, Whisper
 tiny.en) samples 8 i.i.d. candidates: N = 1 is the first one, best-of-4 the verifier's pick among
-the first four, best-of-8 its pick among all (and, side by side, its pick by word error rate
-alone, without the ASR's confidence: best_of_8_by_wer_alone). Each pick is then transcribed by judge ASRs that are
+the first four, best-of-8 its pick among all (and, side by side, its picks with other weights of
+the ASR's confidence in the target text, `--confidence-weights`: 0 is word error rate alone,
+`best_of_8_confidence_weight_0`). Each pick is then transcribed by judge ASRs that are
 not the verifier (pocketsphinx; Whisper base, `verifiers.judge`, with the `judge` extra) as well
 as by the verifier's own ASR (optimistic for the picks, unbiased for N = 1); each WER also capped
 at 1 an utterance, and given with its standard error over utterances. Sampling and the speech
@@ -142,6 +144,11 @@ def cloning(engine, sentences, sampling: dict, default_voice: dict) -> dict:
     return report
 
 
+def reweighted_score(asr, weight: float) -> float:
+    """The ASR verifier's score had its confidence weight been `weight`."""
+    return (1 - weight) * max(0.0, 1.0 - asr.raw) + weight * asr.detail["confidence"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="models/llasa-demo")
@@ -159,6 +166,9 @@ def main() -> None:
     parser.add_argument("--cache", default=".cache/demo", help="for the training vocabulary, if present")
     parser.add_argument("--no-default-voice", action="store_true",
                         help="prompt without a reference, ignoring serve_config.yaml's lm.default_voice")
+    parser.add_argument("--confidence-weights", type=float, nargs="*", default=[0.0], metavar="W",
+                        help="also pick each best-of-8 with these weights of the ASR's confidence "
+                             "(the default verifier's is verifiers.asr.DEFAULT_CONFIDENCE_WEIGHT)")
     parser.add_argument("--out", default="out/bench_demo.json")
     args = parser.parse_args()
 
@@ -204,9 +214,9 @@ def main() -> None:
     whisper_base = build_judge().transcriber
     wer = lambda text, hyp: error_rate(text, hyp, "en")[1]
 
-    # best_of_8_by_wer_alone: the same candidates picked by the verifier's word error rate alone
-    # (the default before ASR confidence), side by side with the default's pick.
-    picks = {"n1": [], "best_of_4": [], "best_of_8": [], "best_of_8_by_wer_alone": []}
+    # The same candidates picked with other confidence weights, side by side with the default's pick.
+    reweighted = {f"best_of_8_confidence_weight_{w:g}": w for w in args.confidence_weights}
+    picks = {"n1": [], "best_of_4": [], "best_of_8": [], **{name: [] for name in reweighted}}
     for repeat, (index, text) in ((r, item) for r in range(args.seeds) for item in enumerate(sentences)):
         config = SearchConfig(n=args.n, outcome_verifiers={"asr": 1.0}, seed=index + 1000 * repeat,
                               max_new_tokens=speech_token_cap(text, defaults.max_speech_tokens), **sampling)
@@ -216,7 +226,7 @@ def main() -> None:
             "n1": by_id[0],
             "best_of_4": max(by_id[:4], key=lambda c: c.final_score),
             "best_of_8": max(by_id, key=lambda c: c.final_score),
-            "best_of_8_by_wer_alone": max(by_id, key=lambda c: max(0.0, 1.0 - c.outcome_scores["asr"].raw)),
+            **{name: max(by_id, key=lambda c: reweighted_score(c.outcome_scores["asr"], w)) for name, w in reweighted.items()},
         }
         for name, candidate in chosen.items():
             picks[name].append((text, candidate.audio))

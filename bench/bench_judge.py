@@ -17,8 +17,9 @@ all. Configs:
 The judge (`verifiers.judge`, Whisper base) is none of them. Per config and N: the judge's WER
 and the config's own WER (the verifier's view), each capped at 1 per sentence (the uncapped judge
 mean beside it), the overfitting gap (verifier gain - judge gain) and the judge's WER ratio
-best-of-8 / N = 1; also the judge's own best pick (an oracle: what any verifier could buy). Candidates are cached per sentence in
-`--cache`, so an interrupted run resumes.
+best-of-8 / N = 1; the judge's and pocketsphinx's WER of tiny.en's best-of-8 picks for confidence
+weights from 0 to 0.9; also the judge's own best pick (an oracle: what any verifier could buy).
+Candidates are cached per sentence in `--cache`, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -198,6 +199,16 @@ def main() -> None:
     report["judge_wer_minus_tiny_en_ci95"] = {
         config: [float(np.percentile((per_sentence[config] - per_sentence["tiny.en"])[draws].mean(axis=1), q))
                  for q in (2.5, 97.5)] for config in CONFIGS if config != "tiny.en"}
+    # The confidence weight w of the tiny.en verifier, swept on the same candidates: score =
+    # (1 - w) * accuracy + w * confidence; judge and pocketsphinx WER of the best-of-8 picks.
+    report["confidence_weight_sweep"] = {}
+    for weight in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9):
+        picks = [pick([(1 - weight) * max(0.0, 1.0 - s.raw) + weight * (s.confidence or 0.0) for s in row["tiny"]],
+                      args.n) for row in rows]
+        report["confidence_weight_sweep"][str(weight)] = {
+            "judge_wer": float(np.mean([capped(row["judge"][p].raw) for row, p in zip(rows, picks)])),
+            "pocketsphinx_wer": float(np.mean([capped(row["sphinx"][p].raw) for row, p in zip(rows, picks)])),
+        }
     # Oracle: the judge's own pick, the most any verifier could buy from these candidates.
     report["judge_oracle_best_of_8_wer"] = float(np.mean([capped(min(s.raw for s in row["judge"])) for row in rows]))
     report["judge_mean_candidate_wer"] = float(np.mean([capped(s.raw) for row in rows for s in row["judge"]]))

@@ -11,8 +11,8 @@ Whisper backends also give their confidence in the target text: the geometric me
 of its tokens, forced after the clip's audio (`detail["confidence"]`). Score = (1 - w) * accuracy
 + w * confidence, w = `confidence_weight`. A word error rate is coarse: of 8 candidates, several
 are often heard word for word, and WER alone cannot tell the clear one from the one the ASR
-barely made out; the confidence can (README "Which config": the picks get better by judges that
-are not the verifier).
+barely made out; the confidence can (verifiers/README.md "Confidence": judges that are not the
+verifier hear the picks get better).
 
 Backends (all take `transcribe(audios, language) -> texts` on a batch of 16 kHz float32 arrays):
 - faster-whisper (embedded default): Whisper tiny.en in CTranslate2 format from the
@@ -46,8 +46,9 @@ LOOP_TOKENS = 8
 LOOP_TOKENS_PER_S = 10
 MEL_HOP = 160  # samples per Whisper mel frame: 100 frames a second
 # Weight of the ASR's confidence in the target text in the ASR score, for backends that give one.
-# Chosen on bench_demo's tuning sentences (verifiers/README.md "Confidence"); small enough that a
-# word error always costs more than any difference in confidence over a sentence of 9 words or fewer.
+# Small enough that in a sentence of up to 9 words one word error costs more than any difference in
+# confidence: the confidence mostly decides between candidates heard alike. Measured against WER
+# alone and other weights in verifiers/README.md "Confidence".
 DEFAULT_CONFIDENCE_WEIGHT = 0.1
 
 
