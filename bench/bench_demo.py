@@ -145,8 +145,11 @@ def cloning(engine, sentences, sampling: dict, default_voice: dict) -> dict:
 
 
 def reweighted_score(asr, weight: float) -> float:
-    """The ASR verifier's score had its confidence weight been `weight`."""
-    return (1 - weight) * max(0.0, 1.0 - asr.raw) + weight * asr.detail["confidence"]
+    """The ASR verifier's score had its confidence weight been `weight` (a candidate it could not
+    judge, too short or not speech, keeps its worst score)."""
+    if "confidence" not in asr.detail:
+        return asr.score
+    return (1 - weight) * max(0.0, 1.0 - asr.raw) + weight * (asr.detail["confidence"] or 0.0)
 
 
 def main() -> None:

@@ -116,6 +116,11 @@ def capped(wer: float) -> float:
     return min(1.0, wer)
 
 
+def wer_alone(score: Score) -> float:
+    """tiny.en's score without its confidence (0 for a candidate it could not judge)."""
+    return 0.0 if score.raw is None else max(0.0, 1.0 - score.raw)
+
+
 def pick(scores: list[float], k: int) -> int:
     """The best of the first k candidates (the first on a tie)."""
     return int(np.argmax(scores[:k]))
@@ -155,7 +160,7 @@ def main() -> None:
 
     def config_scores(row, config: str) -> tuple[list[float], list[float]]:
         """(score used to pick, the config's own WER) per candidate."""
-        tiny_s = [max(0.0, 1.0 - s.raw) for s in row["tiny"]]
+        tiny_s = [wer_alone(s) for s in row["tiny"]]
         ens = [(a + b.score) / 2 for a, b in zip(tiny_s, row["sphinx"])]
         if config == "ensemble-min":
             return [min(a, b.score) for a, b in zip(tiny_s, row["sphinx"])], \
@@ -203,8 +208,8 @@ def main() -> None:
     # (1 - w) * accuracy + w * confidence; judge and pocketsphinx WER of the best-of-8 picks.
     report["confidence_weight_sweep"] = {}
     for weight in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9):
-        picks = [pick([(1 - weight) * max(0.0, 1.0 - s.raw) + weight * (s.confidence or 0.0) for s in row["tiny"]],
-                      args.n) for row in rows]
+        picks = [pick([(1 - weight) * wer_alone(s) + weight * (s.confidence or 0.0) for s in row["tiny"]], args.n)
+                 for row in rows]
         report["confidence_weight_sweep"][str(weight)] = {
             "judge_wer": float(np.mean([capped(row["judge"][p].raw) for row, p in zip(rows, picks)])),
             "pocketsphinx_wer": float(np.mean([capped(row["sphinx"][p].raw) for row, p in zip(rows, picks)])),
