@@ -3,13 +3,14 @@
 
     python -m bench.bench_demo [--model models/llasa-demo] [--sentences 16] [--text prose|templates|phrases|tuning]
                                [--clone K] [--quantize int8] [--temperature T] [--top-p P]
-                               [--seeds S] [--confidence-weights W ...]
+                               [--seeds S] [--confidence-weights W ...] [--speaker-weights W ...]
 
 For each sentence, one best-of-8 search (seeded) with the ASR verifier (faster-whisper, Whisper
 tiny.en) samples 8 i.i.d. candidates: N = 1 is the first one, best-of-4 the verifier's pick among
 the first four, best-of-8 its pick among all (and, side by side, its picks with other weights of
 the ASR's confidence in the target text, `--confidence-weights`: 0 is word error rate alone,
-`best_of_8_confidence_weight_0`). Each pick is then transcribed by judge ASRs that are
+`best_of_8_confidence_weight_0`; and with the speaker verifier's similarity to the prompt's voice
+added at other weights, `--speaker-weights`). Each pick is then transcribed by judge ASRs that are
 not the verifier (pocketsphinx; Whisper base, `verifiers.judge`, with the `judge` extra) as well
 as by the verifier's own ASR (optimistic for the picks, unbiased for N = 1); each WER also capped
 at 1 an utterance, and given with its standard error over utterances. Sampling and the speech
@@ -172,6 +173,9 @@ def main() -> None:
     parser.add_argument("--confidence-weights", type=float, nargs="*", default=[0.0], metavar="W",
                         help="also pick each best-of-8 with these weights of the ASR's confidence "
                              "(the default verifier's is verifiers.asr.DEFAULT_CONFIDENCE_WEIGHT)")
+    parser.add_argument("--speaker-weights", type=float, nargs="*", default=[], metavar="W",
+                        help="also pick each best-of-8 by the default score plus W x the speaker verifier's "
+                             "similarity to the prompt's voice (the default voice, or none: then skipped)")
     parser.add_argument("--out", default="out/bench_demo.json")
     args = parser.parse_args()
 
@@ -186,6 +190,7 @@ def main() -> None:
     from llasa_core.engine import LlasaTTS
     from llasa_core.lm import TransformersLM
     from llasa_core.search import SearchConfig
+    from llasa_core.stages import ScoreContext
     from verifiers.asr import FasterWhisperTranscriber, PocketSphinxTranscriber, error_rate
     from verifiers.registry import build_verifier
     from deployments.voices import read_voice_file
@@ -219,7 +224,12 @@ def main() -> None:
 
     # The same candidates picked with other confidence weights, side by side with the default's pick.
     reweighted = {f"best_of_8_confidence_weight_{w:g}": w for w in args.confidence_weights}
-    picks = {"n1": [], "best_of_4": [], "best_of_8": [], **{name: [] for name in reweighted}}
+    # ... and with the speaker verifier's similarity to the prompt's voice added (as a search with
+    # outcome_verifiers {asr: 1, speaker: W} would rank them).
+    speaker_weighted = {f"best_of_8_speaker_weight_{w:g}": w for w in args.speaker_weights} if voice else {}
+    speaker = build_verifier({"name": "speaker", "kind": "speaker"}) if speaker_weighted else None
+    picks = {"n1": [], "best_of_4": [], "best_of_8": [], **{name: [] for name in (*reweighted, *speaker_weighted)}}
+    speaker_sims = []
     for repeat, (index, text) in ((r, item) for r in range(args.seeds) for item in enumerate(sentences)):
         config = SearchConfig(n=args.n, outcome_verifiers={"asr": 1.0}, seed=index + 1000 * repeat,
                               max_new_tokens=speech_token_cap(text, defaults.max_speech_tokens), **sampling)
@@ -231,8 +241,14 @@ def main() -> None:
             "best_of_8": max(by_id, key=lambda c: c.final_score),
             **{name: max(by_id, key=lambda c: reweighted_score(c.outcome_scores["asr"], w)) for name, w in reweighted.items()},
         }
+        if speaker:
+            context = ScoreContext(text, reference_audio=voice["reference_audio"], reference_text=voice["reference_text"])
+            similarity = {c.id: s.score or 0.0 for c, s in zip(by_id, speaker.score([c.audio for c in by_id], [context] * len(by_id)))}
+            speaker_sims.append(list(similarity.values()))
+            chosen.update({name: max(by_id, key=lambda c: c.final_score + w * similarity[c.id])
+                           for name, w in speaker_weighted.items()})
         for name, candidate in chosen.items():
-            picks[name].append((text, candidate.audio))
+            picks[name].append((text, (repeat, index, candidate.id), candidate.audio))
         # A search of one candidate scores nothing (--n 1).
         print(f"{index}: {text} | verifier WER of each candidate: "
               f"{[round(c.outcome_scores['asr'].raw, 2) for c in by_id if 'asr' in c.outcome_scores]}", flush=True)
@@ -240,12 +256,17 @@ def main() -> None:
     report: dict = {"text": args.text, "sentences": len(sentences), "seeds": args.seeds, "unseen_words": unseen,
                     "quantize": args.quantize, "default_voice": voice_file,
                     "sampling": sampling}
+    if speaker_sims:
+        report["speaker_similarity_to_prompt_voice"] = {
+            "mean": float(np.mean(speaker_sims)), "mean_spread_within_search": float(np.mean(np.ptp(speaker_sims, axis=1)))}
     ears = {"judge_pocketsphinx": judge, "judge_whisper_base": whisper_base, "verifier_asr_whisper": whisper}
-    for name, items in picks.items():
-        texts, audios = zip(*items)
-        report[name] = {}
-        for ear, transcriber in ears.items():
-            errors = [wer(t, h) for t, h in zip(texts, transcriber.transcribe(list(audios), "en"))]
+    # Each distinct candidate is transcribed once per ear, however many picks chose it.
+    distinct = {key: (text, audio) for items in picks.values() for text, key, audio in items}
+    for ear, transcriber in ears.items():
+        heard = dict(zip(distinct, transcriber.transcribe([audio for _, audio in distinct.values()], "en")))
+        for name, items in picks.items():
+            report.setdefault(name, {})
+            errors = [wer(text, heard[key]) for text, key, _ in items]
             report[name][f"wer_{ear}"] = float(np.mean(errors))
             # Whisper sometimes loops on babble (an utterance's WER 20 and more), which alone can
             # swamp a mean of 20: capped, such an utterance counts as wholly wrong, not 20 times.
