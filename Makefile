@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: serve test bench train-demo clean-venv
+.PHONY: serve test bench demo-weights train-demo clean-venv
 
 $(VENV_STAMP): pyproject.toml
 	python3 -m venv .venv
@@ -25,13 +25,17 @@ test: $(VENV_STAMP)
 # its best weights, four in five of them prompted with a reference as every served request is
 # (resumes from .cache/demo/lm-v2-more/state.pt), a candidate model folder and its bench.
 # DEMO_SHARDS x 100 items (260: about 21 h of speech).
+# `demo-weights` is data and training alone (demo/run_background.sh runs it at the lowest priority).
 DEMO_SHARDS ?= 260
-train-demo: $(VENV_STAMP)
+DEMO_NICE ?= 10
+demo-weights: $(VENV_STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,demo]'
-	nice -n 10 $(PY) -m demo.data --shards $(DEMO_SHARDS)
-	nice -n 10 sh demo/with_jemalloc.sh $(PY) -m demo.train_lm
-	nice -n 10 sh demo/with_jemalloc.sh $(PY) -m demo.train_lm --init-from .cache/demo/lm-v2/best \
+	nice -n $(DEMO_NICE) $(PY) -m demo.data --shards $(DEMO_SHARDS)
+	nice -n $(DEMO_NICE) sh demo/with_jemalloc.sh $(PY) -m demo.train_lm
+	nice -n $(DEMO_NICE) sh demo/with_jemalloc.sh $(PY) -m demo.train_lm --init-from .cache/demo/lm-v2/best \
 		--out .cache/demo/lm-v2-more --lr 3e-4 --warmup 100 --max-steps 2000 --seed 2 --clone-share 0.8 --eval-every 1500
+
+train-demo: demo-weights
 	$(PY) -m demo.export --lm .cache/demo/lm-v2-more/best
 	$(PY) -m bench.bench_demo --model .cache/demo/candidate --clone 5
 
