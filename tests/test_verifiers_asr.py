@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 import soundfile as sf
-from verifier_fixtures import SENTENCES, assert_same_scores, bad_waveforms, contexts, corpus, synthesize
+from verifier_fixtures import SENTENCES, assert_same_scores, bad_waveforms, contexts, corpus, other_voice, synthesize
 
 from llasa_core.audio import read_audio
 from verifiers import build_verifier, error_rate
@@ -51,6 +51,19 @@ def test_correct_transcript_scores_far_better_than_wrong_one(backend):
             assert r.score == pytest.approx((1 - weight) * (1 - r.raw) + weight * r.detail["confidence"])
     else:
         assert all(r.score == pytest.approx(1 - r.raw) and "confidence" not in r.detail for r in right)
+
+
+def test_pocketsphinx_hears_a_clip_alike_whatever_it_heard_before():
+    """Its feature front end kept state across utterances: one of these 18 clips (speech, another
+    voice, a quiet copy) was heard differently after the others than alone, so a score hung on the
+    replica's history. Each is now heard as by a fresh decoder, in either order."""
+    from verifiers.asr import PocketSphinxTranscriber
+
+    speech = corpus()
+    clips = [clip for text in SENTENCES[:6] for clip in (speech[text], other_voice(speech[text], 1.3), 0.05 * speech[text])]
+    alone = [PocketSphinxTranscriber().transcribe([clip], "en")[0] for clip in clips]
+    assert PocketSphinxTranscriber().transcribe(clips, "en") == alone
+    assert PocketSphinxTranscriber().transcribe(clips[::-1], "en")[::-1] == alone
 
 
 def test_batch_scores_as_one_by_one():
