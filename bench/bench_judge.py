@@ -149,7 +149,7 @@ def main() -> None:
 
     rows = []  # per sentence: per candidate scores of each model, cached beside the candidates
     for index, (text, audios) in enumerate(zip(texts, sampled)):
-        path = Path(args.cache) / f"{index}-n{args.n}-scores-v2.json"
+        path = Path(args.cache) / f"{index}-n{args.n}-scores-v3.json"
         if not path.exists():
             contexts = [ScoreContext(text, reference_audio=reference, reference_text=REFERENCE_TEXT)] * len(audios)
             scored = {name: [{"score": r.score, "raw": r.raw, "confidence": r.detail.get("confidence")}
