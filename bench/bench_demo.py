@@ -263,7 +263,7 @@ def main() -> None:
     ears = {"judge_pocketsphinx": judge, "judge_whisper_base": whisper_base, "verifier_asr_whisper": whisper}
     # Each distinct candidate is transcribed once per ear, however many picks chose it.
     distinct = {key: (text, audio) for items in picks.values() for text, key, audio in items}
-    capped_errors = {}  # (pick, ear) -> each utterance's capped WER, in picks' order
+    sentence_errors = {}  # (pick, ear) -> capped WER summed over each sentence's seeds
     for ear, transcriber in ears.items():
         heard = dict(zip(distinct, transcriber.transcribe([audio for _, audio in distinct.values()], "en")))
         for name, items in picks.items():
@@ -276,19 +276,19 @@ def main() -> None:
             # Sampling noise: two seeds a sentence (40 utterances) have read 0.35 and 0.27 on two
             # halves of one run, so each mean comes with its standard error over utterances.
             report[name][f"wer_{ear}_standard_error"] = float(np.std(errors, ddof=1) / np.sqrt(len(errors)))
-            capped_errors[name, ear] = np.minimum(errors, 1.0)
+            sentence_errors[name, ear] = np.minimum(errors, 1.0).reshape(args.seeds, len(sentences)).sum(axis=0)
     # Each pick's capped WER over N = 1's by every ear, with a 95 % interval from a paired bootstrap
     # over sentences (a sentence's seeds drawn together: they share its hard words).
-    rng = np.random.default_rng(0)
-    draws = rng.integers(0, len(sentences), size=(2000, len(sentences)))
-    for name in picks.keys() - {"n1"}:
-        for ear in ears:
-            per_sentence = lambda pick: capped_errors[pick, ear].reshape(args.seeds, len(sentences)).sum(axis=0)
-            base = per_sentence("n1")[draws].sum(axis=1)
-            ratios = per_sentence(name)[draws].sum(axis=1)[base > 0] / base[base > 0]  # N = 1 all right: no ratio
-            if capped_errors["n1", ear].mean() > 0:
-                report[name][f"ratio_to_n1_{ear}_capped"] = float(capped_errors[name, ear].mean() / capped_errors["n1", ear].mean())
-                report[name][f"ratio_to_n1_{ear}_capped_ci95"] = [float(np.percentile(ratios, q)) for q in (2.5, 97.5)]
+    draws = np.random.default_rng(0).integers(0, len(sentences), size=(2000, len(sentences)))
+    for ear in ears:
+        n1 = sentence_errors["n1", ear]
+        if n1.sum() == 0:  # N = 1 heard word for word: no ratio
+            continue
+        base = n1[draws].sum(axis=1)
+        for name in picks.keys() - {"n1"}:
+            ratios = sentence_errors[name, ear][draws].sum(axis=1)[base > 0] / base[base > 0]
+            report[name][f"ratio_to_n1_{ear}_capped"] = float(sentence_errors[name, ear].sum() / n1.sum())
+            report[name][f"ratio_to_n1_{ear}_capped_ci95"] = [float(np.percentile(ratios, q)) for q in (2.5, 97.5)]
 
     # Real-time factor of one plain request (N = 1, no verifier), the first sentences, both precisions,
     # on a warm engine as a serving replica is (the first request of a process pays ~1 s of setup).
