@@ -20,7 +20,7 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .lm_scheduler import KVBudgetExhausted, LMScheduler, SessionError
-from .prompt import PromptBuilder
+from .prompt import LlasaVocab, PromptBuilder
 from .stages import GenerateRequest, GenerateResult
 
 __all__ = ["KVBudgetExhausted", "SessionError", "TransformersLM", "kv_bytes_per_token"]
@@ -79,17 +79,26 @@ class Int8Linear(torch.nn.Module):
         return out.view(*x.shape[:-1], out.shape[-1])
 
 
-def quantize_int8(model) -> None:
-    """Int8 weights for the decoder layers' linear layers (`Int8Linear`).
+def quantize_int8(model, vocab: LlasaVocab) -> Int8Linear:
+    """Int8 weights for the decoder layers' linear layers (`Int8Linear`), and an int8 copy of the
+    LM head's rows that decode steps read (the speech tokens, then the end token), returned.
 
     On CPU a decode step is bound by reading the weights, so a quarter of float32's bytes makes
-    the embedded demo model's step faster (README "CPU speed"). The LM head (tied to the
-    embeddings, read row by row by the scheduler) stays in float32.
+    the embedded demo model's step faster (README "CPU speed"). The head itself (tied to the
+    embeddings) stays in float32 for prompts and the embedding lookup.
     """
     for parent in list(model.model.layers.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear):
                 setattr(parent, name, Int8Linear(child))
+    head = model.get_output_embeddings()
+    first, num, end = vocab.first_speech_id, vocab.num_speech_tokens, vocab.speech_end_id
+    rows = torch.nn.Linear(head.in_features, num + 1, bias=head.bias is not None)
+    with torch.no_grad():
+        rows.weight.copy_(torch.cat([head.weight[first:first + num], head.weight[end:end + 1]]))
+        if head.bias is not None:
+            rows.bias.copy_(torch.cat([head.bias[first:first + num], head.bias[end:end + 1]]))
+    return Int8Linear(rows)
 
 
 class TransformersLM:
@@ -107,10 +116,9 @@ class TransformersLM:
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.model = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
-        if quantize:
-            quantize_int8(self.model)
         self.prompt_builder = PromptBuilder.from_pretrained(model, self.tokenizer)
         self.vocab = self.prompt_builder.vocab
+        speech_head = quantize_int8(self.model, self.vocab) if quantize else None
         self.kv_bytes_per_token = kv_bytes_per_token(self.model.config, self.model.dtype)
         if kv_budget_tokens is None:
             kv_budget_tokens = _default_kv_budget(self.device, self.kv_bytes_per_token)
@@ -119,6 +127,7 @@ class TransformersLM:
         self.scheduler = LMScheduler(
             self.model, self.vocab, self.device, kv_budget_tokens, max_waiting_sessions, session_idle_seconds,
             stop_check_every=1 if self.device.type == "cpu" else 8, compile_one_row=compile_one_row,
+            speech_head=speech_head,
         )
         if compile_one_row:  # compile now (tens of seconds on a CPU), not in the first request
             prompt = tuple(self.prompt_ids("Hello."))

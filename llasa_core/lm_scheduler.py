@@ -98,8 +98,12 @@ class LMScheduler:
     """Owns the model: every forward pass runs on its thread, so no two calls ever run it at once."""
 
     def __init__(self, model, vocab, device: torch.device, kv_budget_tokens: int, max_waiting_sessions: int,
-                 session_idle_seconds: float, stop_check_every: int = 1, compile_one_row: bool = False):
+                 session_idle_seconds: float, stop_check_every: int = 1, compile_one_row: bool = False,
+                 speech_head: torch.nn.Module | None = None):
         self.model, self.vocab, self.device = model, vocab, device
+        # The LM head's speech rows then the end token's row (`speech_head_rows`) as one layer, when
+        # the caller made one (an int8 copy); else those rows are read from the head itself.
+        self.speech_head = speech_head
         model.set_attn_implementation("llasa_decode")  # see lm_pool.decode_attention
         # A step of one row (an N = 1 request alone on the replica) is mostly the per-op overhead of
         # eager modules; compiled, its ops run as one generated program. The kv length and the pool's
@@ -433,15 +437,17 @@ class LMScheduler:
 
     def _speech_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits of the speech tokens and the end token only (see `_column_ids`), float32."""
-        head = self.model.get_output_embeddings()
-        first, num = self.vocab.first_speech_id, self.vocab.num_speech_tokens
-        end = self.vocab.speech_end_id
-        bias = head.bias
+        num = self.vocab.num_speech_tokens
         logits = torch.empty(hidden.shape[0], self._column_ids.shape[0], dtype=torch.float32, device=self.device)
-        logits[:, :num] = torch.nn.functional.linear(hidden, head.weight[first:first + num],
-                                                     None if bias is None else bias[first:first + num])
-        logits[:, num:num + 1] = torch.nn.functional.linear(hidden, head.weight[end:end + 1],
-                                                            None if bias is None else bias[end:end + 1])
+        if self.speech_head is not None:
+            logits[:, :num + 1] = self.speech_head(hidden)
+        else:
+            head = self.model.get_output_embeddings()
+            first, end, bias = self.vocab.first_speech_id, self.vocab.speech_end_id, head.bias
+            logits[:, :num] = torch.nn.functional.linear(hidden, head.weight[first:first + num],
+                                                         None if bias is None else bias[first:first + num])
+            logits[:, num:num + 1] = torch.nn.functional.linear(hidden, head.weight[end:end + 1],
+                                                                None if bias is None else bias[end:end + 1])
         logits[:, num + 1:] = float("-inf")
         return logits
 
