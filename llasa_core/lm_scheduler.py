@@ -111,7 +111,8 @@ class LMScheduler:
         # whose ops the rows amortise, stay eager. `realize_reads_threshold: 1` stores every value
         # read again instead of recomputing it where it is read: by default the query's rotary
         # embedding (a cos and a sin a dimension) was recomputed for every key position inside the
-        # attention loop, 0.12 of the 0.49 ms a layer took (README "CPU speed").
+        # attention loop: 125 us of a layer's attention at 300 positions, 72 us stored once
+        # (README "CPU speed").
         self._one_row_model = (torch.compile(model.base_model, dynamic=True, options={"realize_reads_threshold": 1})
                                if compile_one_row else model.base_model)
         config = model.config
