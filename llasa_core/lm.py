@@ -92,12 +92,13 @@ def quantize_int8(model, vocab: LlasaVocab) -> Int8Linear:
             if isinstance(child, torch.nn.Linear):
                 setattr(parent, name, Int8Linear(child))
     head = model.get_output_embeddings()
-    first, num, end = vocab.first_speech_id, vocab.num_speech_tokens, vocab.speech_end_id
-    rows = torch.nn.Linear(head.in_features, num + 1, bias=head.bias is not None)
+    ids = torch.cat([torch.arange(vocab.first_speech_id, vocab.first_speech_id + vocab.num_speech_tokens),
+                     torch.tensor([vocab.speech_end_id])])
+    rows = torch.nn.Linear(head.in_features, len(ids), bias=head.bias is not None)
     with torch.no_grad():
-        rows.weight.copy_(torch.cat([head.weight[first:first + num], head.weight[end:end + 1]]))
+        rows.weight.copy_(head.weight[ids])
         if head.bias is not None:
-            rows.bias.copy_(torch.cat([head.bias[first:first + num], head.bias[end:end + 1]]))
+            rows.bias.copy_(head.bias[ids])
     return Int8Linear(rows)
 
 

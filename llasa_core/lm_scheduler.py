@@ -101,8 +101,8 @@ class LMScheduler:
                  session_idle_seconds: float, stop_check_every: int = 1, compile_one_row: bool = False,
                  speech_head: torch.nn.Module | None = None):
         self.model, self.vocab, self.device = model, vocab, device
-        # The LM head's speech rows then the end token's row (`speech_head_rows`) as one layer, when
-        # the caller made one (an int8 copy); else those rows are read from the head itself.
+        # The LM head's speech rows then the end token's row as one layer, when the caller made one
+        # (`quantize_int8`'s int8 copy); else `_speech_logits` reads those rows from the head itself.
         self.speech_head = speech_head
         model.set_attn_implementation("llasa_decode")  # see lm_pool.decode_attention
         # A step of one row (an N = 1 request alone on the replica) is mostly the per-op overhead of
