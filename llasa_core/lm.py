@@ -58,8 +58,8 @@ class Int8Linear(torch.nn.Module):
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
         values = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
-        self.weight_int8 = values
-        self.scale_bf16 = scale.to(torch.bfloat16)
+        self.register_buffer("weight_int8", values, persistent=False)
+        self.register_buffer("scale_bf16", scale.to(torch.bfloat16), persistent=False)
         self.bias = None if linear.bias is None else linear.bias.detach()
         with warnings.catch_warnings():  # quantized tensors are deprecated in favour of torchao
             warnings.simplefilter("ignore")

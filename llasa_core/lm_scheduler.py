@@ -106,15 +106,22 @@ class LMScheduler:
         self.speech_head = speech_head
         model.set_attn_implementation("llasa_decode")  # see lm_pool.decode_attention
         # A step of one row (an N = 1 request alone on the replica) is mostly the per-op overhead of
-        # eager modules; compiled, its ops run as one generated program. The kv length and the pool's
-        # size are symbolic, so one compile serves every such step. Batched steps and prefills,
-        # whose ops the rows amortise, stay eager. `realize_reads_threshold: 1` stores every value
-        # read again instead of recomputing it where it is read: by default the query's rotary
-        # embedding (a cos and a sin a dimension) was recomputed for every key position inside the
-        # attention loop: 125 us of a layer's attention at 300 positions, 72 us stored once
-        # (README "CPU speed").
-        self._one_row_model = (torch.compile(model.base_model, dynamic=True, options={"realize_reads_threshold": 1})
-                               if compile_one_row else model.base_model)
+        # eager modules; compiled, the model and the speech logits run as one generated program. The
+        # kv length and the pool's size are symbolic, so one compile serves every such step. Batched
+        # steps and prefills, whose ops the rows amortise, stay eager. On a CPU the compile is made
+        # for weights that never change (`_loop` turns on inductor's freezing in this thread only):
+        # they become constants of the program, so inductor's own C++ GEMM kernels, autotuned
+        # against ATen's at compile time, can take each layer (the int8 layers' matrix-vector
+        # products: 7 against 19 us for a 384 x 384 layer, README "CPU speed").
+        # `realize_reads_threshold: 1` stores every value read again instead of recomputing it where
+        # it is read: by default the query's rotary embedding was recomputed for every key position
+        # inside the attention loop (125 against 72 us a layer at 300 positions).
+        options = {"realize_reads_threshold": 1}
+        if device.type == "cpu":
+            options.update(max_autotune=True, max_autotune_gemm_backends="CPP,ATEN")
+        self._freeze_compiled = compile_one_row and device.type == "cpu"
+        self._one_row_logits = (torch.compile(self._logits, dynamic=True, options=options)
+                                if compile_one_row else self._logits)
         config = model.config
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.pool = KVPool(config.num_hidden_layers, config.num_key_value_heads, head_dim, model.dtype, device,
@@ -191,8 +198,14 @@ class LMScheduler:
         return len(self._waiting)
 
     # The loop ----------------------------------------------------------------------------------
-    @torch.inference_mode()
     def _loop(self) -> None:
+        from torch._inductor import config as inductor_config
+
+        # Inductor's config patches are thread-local: freezing holds for what this thread compiles.
+        with torch.inference_mode(), inductor_config.patch(freezing=self._freeze_compiled):
+            self._run()
+
+    def _run(self) -> None:
         while True:
             try:
                 block = not self._active
@@ -389,12 +402,10 @@ class LMScheduler:
         mask = None  # rows of equal length (one search, or searches in step) need no padding mask
         if min(lengths) + 1 != kv_length:
             mask = (self._arange[None, :kv_length] <= positions[:, None])[:, None, None, :]
-        base = self._one_row_model if rows == 1 else self.model.base_model
-        hidden = base(
+        logits = (self._one_row_logits if rows == 1 else self._logits)(
             input_ids=input_ids, attention_mask=mask, position_ids=positions[:, None],
             past_key_values=StepCache(self.pool, rows, positions, kv_length),
-        ).last_hidden_state[:, -1]
-        logits = self._speech_logits(hidden)
+        )
         self.tokens_computed += rows
         self.forward_passes += 1
         self.forward_rows += rows
@@ -439,6 +450,10 @@ class LMScheduler:
         inner = torch.searchsorted(inner_cdf, target[:, None] - before, right=True).clamp_(max=_BLOCK - 1)
         picked = (block * _BLOCK + inner)[:, 0].clamp_(max=self.vocab.num_speech_tokens)
         return self._column_ids[picked]
+
+    def _logits(self, **inputs) -> torch.Tensor:
+        """The speech logits after each row's last input token."""
+        return self._speech_logits(self.model.base_model(**inputs).last_hidden_state[:, -1])
 
     def _speech_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits of the speech tokens and the end token only (see `_column_ids`), float32."""
