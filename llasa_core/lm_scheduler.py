@@ -122,6 +122,8 @@ class LMScheduler:
         self._freeze_compiled = compile_one_row and device.type == "cpu"
         self._one_row_logits = (torch.compile(self._logits, dynamic=True, options=options)
                                 if compile_one_row else self._logits)
+        # Drawing a lone row's token is a dozen small ops over the speech columns; compiled, one.
+        self._one_row_draw = torch.compile(self._inverse_cdf, dynamic=True) if compile_one_row else self._inverse_cdf
         config = model.config
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.pool = KVPool(config.num_hidden_layers, config.num_key_value_heads, head_dim, model.dtype, device,
@@ -440,16 +442,20 @@ class LMScheduler:
         if params.temperature <= 0:
             return self._column_ids[scores.argmax(dim=-1)]
         uniform = torch.rand(len(call.rows) or len(rows), generator=call.session.generator, device=self.device)
+        draw = self._one_row_draw if len(rows) == 1 else self._inverse_cdf
+        return self._column_ids[draw(scores, uniform[rows])]
+
+    def _inverse_cdf(self, scores: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        """The column of each row's softmax(scores) at which its cumulative mass passes uniform * total."""
         weights = torch.exp(scores - scores.max(dim=-1, keepdim=True).values)
         blocks = weights.view(weights.shape[0], -1, _BLOCK)
         block_cdf = blocks.sum(dim=-1).cumsum(dim=-1)
-        target = uniform[rows] * block_cdf[:, -1]
+        target = uniform * block_cdf[:, -1]
         block = torch.searchsorted(block_cdf, target[:, None], right=True).clamp_(max=block_cdf.shape[1] - 1)
         before = torch.where(block > 0, block_cdf.gather(1, (block - 1).clamp_(min=0)), 0.0)
-        inner_cdf = blocks[torch.arange(blocks.shape[0], device=self.device), block[:, 0]].cumsum(dim=-1)
+        inner_cdf = blocks[torch.arange(blocks.shape[0], device=scores.device), block[:, 0]].cumsum(dim=-1)
         inner = torch.searchsorted(inner_cdf, target[:, None] - before, right=True).clamp_(max=_BLOCK - 1)
-        picked = (block * _BLOCK + inner)[:, 0].clamp_(max=self.vocab.num_speech_tokens)
-        return self._column_ids[picked]
+        return (block * _BLOCK + inner)[:, 0].clamp_(max=self.vocab.num_speech_tokens)
 
     def _logits(self, **inputs) -> torch.Tensor:
         """The speech logits after each row's last input token."""
