@@ -21,6 +21,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -55,6 +56,34 @@ def _processors(params: SamplingParams) -> LogitsProcessorList:
 # Sampling picks a block of logit columns first, then a column inside it: two short cumulative
 # sums instead of one over the whole speech vocabulary.
 _BLOCK = 256
+
+
+def compile_for_one_row(step, device: torch.device):
+    """`torch.compile` of a decode step of one row, as the scheduler runs it.
+
+    The kv length and the pool's size are symbolic, so one compile serves every such step. On a
+    CPU, called where `frozen_weights` holds, the weights become constants of the program, so
+    inductor's own C++ GEMM kernels, autotuned against ATen's at compile time, can take each layer:
+    an int8 layer's matrix-vector product ran in 7 against 19 us for 384 x 384 (README "CPU
+    speed"). `realize_reads_threshold: 1` stores every value read again instead of recomputing it
+    where it is read: by default the query's rotary embedding was recomputed for every key
+    position inside the attention loop (125 against 72 us a layer at 300 positions).
+    """
+    options = {"realize_reads_threshold": 1}
+    if device.type == "cpu":
+        options.update(max_autotune=True, max_autotune_gemm_backends="CPP,ATEN")
+    return torch.compile(step, dynamic=True, options=options)
+
+
+@contextmanager
+def frozen_weights(enabled: bool = True):
+    """Compiles made in this thread inside the block take the model's weights as constants
+    (inductor's freezing: the weights must never change afterwards). Inductor's config patches are
+    thread-local, so no other thread's compiles are affected."""
+    from torch._inductor import config as inductor_config
+
+    with inductor_config.patch(freezing=enabled):
+        yield
 
 
 @dataclass(eq=False)
@@ -106,22 +135,10 @@ class LMScheduler:
         self.speech_head = speech_head
         model.set_attn_implementation("llasa_decode")  # see lm_pool.decode_attention
         # A step of one row (an N = 1 request alone on the replica) is mostly the per-op overhead of
-        # eager modules; compiled, the model and the speech logits run as one generated program. The
-        # kv length and the pool's size are symbolic, so one compile serves every such step. Batched
-        # steps and prefills, whose ops the rows amortise, stay eager. On a CPU the compile is made
-        # for weights that never change (`_loop` turns on inductor's freezing in this thread only):
-        # they become constants of the program, so inductor's own C++ GEMM kernels, autotuned
-        # against ATen's at compile time, can take each layer (the int8 layers' matrix-vector
-        # products: 7 against 19 us for a 384 x 384 layer, README "CPU speed").
-        # `realize_reads_threshold: 1` stores every value read again instead of recomputing it where
-        # it is read: by default the query's rotary embedding was recomputed for every key position
-        # inside the attention loop (125 against 72 us a layer at 300 positions).
-        options = {"realize_reads_threshold": 1}
-        if device.type == "cpu":
-            options.update(max_autotune=True, max_autotune_gemm_backends="CPP,ATEN")
-        self._freeze_compiled = compile_one_row and device.type == "cpu"
-        self._one_row_logits = (torch.compile(self._logits, dynamic=True, options=options)
-                                if compile_one_row else self._logits)
+        # eager modules; compiled (`compile_for_one_row`), the model and the speech logits run as one
+        # generated program. Batched steps and prefills, whose ops the rows amortise, stay eager.
+        self._one_row_logits = compile_for_one_row(self._logits, device) if compile_one_row else self._logits
+        self._frozen = compile_one_row and device.type == "cpu"
         # Drawing a lone row's token is a dozen small ops over the speech columns; compiled, one.
         self._one_row_draw = torch.compile(self._inverse_cdf, dynamic=True) if compile_one_row else self._inverse_cdf
         config = model.config
@@ -201,10 +218,7 @@ class LMScheduler:
 
     # The loop ----------------------------------------------------------------------------------
     def _loop(self) -> None:
-        from torch._inductor import config as inductor_config
-
-        # Inductor's config patches are thread-local: freezing holds for what this thread compiles.
-        with torch.inference_mode(), inductor_config.patch(freezing=self._freeze_compiled):
+        with torch.inference_mode(), frozen_weights(self._frozen):
             self._run()
 
     def _run(self) -> None:
