@@ -329,6 +329,5 @@ def test_a_runaway_stops_at_its_texts_cap_not_the_default_cap(demo_orchestrator)
         chosen = [asyncio.run(orchestrator._search(
             replace(job, config=job.config.model_copy(update={"seed": seed})), None)).result.chosen
             for seed in range(1, 5)]
-        print(cap, [(len(c.codes), c.truncated) for c in chosen])
         assert any(c.truncated for c in chosen)
         assert all(len(c.codes) == cap if c.truncated else len(c.codes) < cap for c in chosen)
